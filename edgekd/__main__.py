@@ -1,0 +1,6 @@
+"""`python -m edgekd` is the `edgekd` command."""
+import sys
+
+from edgekd.cli import main
+
+sys.exit(main())

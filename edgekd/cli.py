@@ -1,0 +1,101 @@
+"""The `edgekd` command. Subcommands import their heavy dependencies lazily, so the runtime-only
+install (numpy, onnxruntime, pillow) can use the ones that need nothing more."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Callable
+
+from edgekd.errors import EdgekdError
+
+TRAIN_EXTRA_HINT = "this command needs the training extra: pip install 'edgekd[train]'"
+
+
+def guarded(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a subcommand; a user mistake prints one clear line instead of a traceback."""
+    try:
+        return command(args)
+    except EdgekdError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:
+        if err.name in ("torch", "torchvision", "yaml", "pydantic", "tqdm", "matplotlib", "onnx"):
+            print(f"error: {err.name} is not installed; {TRAIN_EXTRA_HINT}", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        print("\ninterrupted; a recipe continues from its last checkpoint with --resume", file=sys.stderr)
+        return 130
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print the registered names of one kind, with each entry's one-line description."""
+    if args.kind == "recipes":
+        from edgekd.config import list_recipes, read_yaml, recipe_path
+
+        for name in list_recipes():
+            print(f"{name:<22} {_first_line(read_yaml(recipe_path(name)).get('description'))}")
+        return 0
+    registry = _registry(args.kind)
+    for name in registry.names():
+        print(f"{name:<16} {_first_line(getattr(registry.get(name), '__doc__', None))}")
+    return 0
+
+
+def _first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _registry(kind: str) -> Any:
+    if kind == "models":
+        from edgekd.models import MODELS
+
+        return MODELS
+    if kind == "methods":
+        from edgekd.methods import METHODS
+
+        return METHODS
+    from edgekd.data import DATASETS
+
+    return DATASETS
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from edgekd.doctor import report
+
+    print(report())
+    return 0
+
+
+def cmd_recipe(args: argparse.Namespace) -> int:
+    from edgekd.recipe import run
+
+    return run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from edgekd import __version__
+    from edgekd.recipe import add_arguments
+
+    parser = argparse.ArgumentParser(prog="edgekd", description="Distill, export and run multi-exit edge models.")
+    parser.add_argument("--version", action="version", version=f"edgekd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    recipe = sub.add_parser("recipe", aliases=["train"], help="run a recipe (same as python -m edgekd.recipe)")
+    add_arguments(recipe)
+    recipe.set_defaults(func=cmd_recipe)
+    listing = sub.add_parser("list", help="list recipes, models, methods or datasets")
+    listing.add_argument("kind", choices=["recipes", "models", "methods", "datasets"])
+    listing.set_defaults(func=cmd_list)
+    doctor = sub.add_parser("doctor", help="versions, CUDA, TensorRT and onnxruntime providers")
+    doctor.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return guarded(args.func, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""The typed recipe schema, recipe loading, profiles and `--set` overrides.
+
+A recipe is YAML read with `yaml.safe_load` (no tags that run code). Resolution order:
+file -> profile overrides -> `--set key=value` overrides -> teacher `train:` overrides merged onto
+the recipe's `train:` -> validation. An unknown key fails with its path and the closest valid
+key; a wrong type or range names the field.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edgekd.errors import EdgekdError
+from edgekd.registry import closest
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    """Which images, how they are split and augmented, and how they are loaded."""
+
+    name: str = "cifar100"
+    root: str = Field(default_factory=lambda: os.environ.get("EDGEKD_DATA", "data"))
+    download: bool = True
+    image_size: int = Field(32, ge=8, le=1024)
+    val_size: float = Field(0.1, gt=0, description="fraction of train (< 1) or a number of images")
+    train_fraction: float = Field(1.0, gt=0, le=1.0)
+    train_size: int = Field(20000, ge=10, description="shapes only: number of training images")
+    test_size: int = Field(4000, ge=10, description="shapes only: number of test images")
+    augment: str = "auto"
+    seed: int = 0
+    workers: int = Field(2, ge=0)
+
+
+class ModelConfig(Section):
+    """A registered backbone as a multi-exit network."""
+
+    name: str
+    exits: Union[Literal["all", "last"], list[int]] = "all"
+    head: str = "bottleneck"
+    width: float = Field(1.0, gt=0)
+
+
+class TrainConfig(Section):
+    """One training run: optimizer, schedule, precision, seed."""
+
+    epochs: int = Field(240, ge=1)
+    batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(256, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(5e-4, ge=0)
+    schedule: Literal["multistep", "cosine", "constant"] = "multistep"
+    milestones: list[int] = [150, 180, 210]
+    lr_decay: float = Field(0.1, gt=0, le=1)
+    warmup_epochs: float = Field(0.0, ge=0)
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    channels_last: bool = False
+    grad_clip: Optional[float] = Field(None, gt=0)
+    select: Literal["final", "ensemble"] = "final"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_schedule(self) -> "TrainConfig":
+        if self.schedule == "multistep" and sorted(self.milestones) != self.milestones:
+            raise ValueError(f"train.milestones must be increasing, got {self.milestones}")
+        return self
+
+
+class TeacherConfig(Section):
+    """A frozen teacher: loaded from `checkpoint`, or trained with CE (and cached) when absent.
+    `train` holds overrides of the recipe's `train:` for training the teacher."""
+
+    model: ModelConfig
+    checkpoint: Optional[str] = None
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+class MethodConfig(BaseModel):
+    """`name` picks a registered method; the other keys are that method's parameters."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class RecipeConfig(Section):
+    """A whole recipe, resolved: what `runs/<name>/config.yaml` holds."""
+
+    name: str
+    description: str = ""
+    profile: Optional[str] = None
+    data: DataConfig = Field(default_factory=DataConfig)
+    teachers: list[TeacherConfig] = []
+    student: ModelConfig
+    method: MethodConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.name}-{self.profile}" if self.profile else self.name
+
+
+# ---------------------------------------------------------------- unknown keys with suggestions
+
+
+def _model_of(annotation: Any) -> Any:
+    """The BaseModel class inside an annotation (Optional[X], list[X], X), or None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _check_keys(raw: Any, model: type[BaseModel], path: str) -> None:
+    if not isinstance(raw, dict) or model.model_config.get("extra") == "allow":
+        return
+    fields = model.model_fields
+    for key, value in raw.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in fields:
+            hint = closest(str(key), list(fields))
+            suggestion = f"; did you mean '{(path + '.') if path else ''}{hint}'?" if hint else ""
+            raise EdgekdError(f"unknown key '{where}'{suggestion} Valid keys here: {', '.join(fields)}")
+        annotation = fields[key].annotation
+        sub = _model_of(annotation)
+        if sub is None:
+            continue
+        if get_origin(annotation) is list and isinstance(value, list):
+            for i, item in enumerate(value):
+                _check_keys(item, sub, f"{where}.{i}")
+        else:
+            _check_keys(value, sub, where)
+
+
+def _format_validation_error(err: ValidationError, recipe: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        got = f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) else ""
+        lines.append(f"  {loc}: {e['msg']}{got}")
+    return f"recipe '{recipe}' is invalid:\n" + "\n".join(lines)
+
+
+# ---------------------------------------------------------------- merging and overrides
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """`override` merged into a copy of `base`; nested dicts merge, anything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def apply_set(raw: dict, assignment: str) -> None:
+    """Apply one `a.b.c=value` override in place; the value is parsed as YAML (5, 0.1, [1,2], true)."""
+    if "=" not in assignment:
+        raise EdgekdError(f"--set expects key=value (e.g. train.epochs=5), got '{assignment}'")
+    key, text = assignment.split("=", 1)
+    value = yaml.safe_load(text) if text.strip() else None
+    parts = key.strip().split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise EdgekdError(f"--set {key}: '{'.'.join(parts[:i + 1])}' is not an index of a {len(node)}-item list")
+            node = node[int(part)]
+        else:
+            node = node.setdefault(part, {})
+            if not isinstance(node, (dict, list)):
+                raise EdgekdError(f"--set {key}: '{'.'.join(parts[:i + 1])}' is a value, not a section")
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise EdgekdError(f"--set {key}: '{last}' is not an index of a {len(node)}-item list")
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+# ---------------------------------------------------------------- recipe files
+
+
+def recipe_path(name: str) -> Path:
+    """`name` as a path to a YAML file, or the recipe of that name in ./recipes or edgekd's recipes."""
+    as_path = Path(name)
+    if as_path.suffix in (".yaml", ".yml"):
+        if not as_path.is_file():
+            raise EdgekdError(f"recipe file {as_path} does not exist")
+        return as_path
+    for folder in (Path.cwd() / "recipes", RECIPES_DIR):
+        candidate = folder / f"{name}.yaml"
+        if candidate.is_file():
+            return candidate
+    from edgekd.registry import unknown_name_message
+
+    raise EdgekdError(unknown_name_message("recipe", name, list_recipes()))
+
+
+def list_recipes() -> list[str]:
+    names = {p.stem for folder in (Path.cwd() / "recipes", RECIPES_DIR) if folder.is_dir() for p in folder.glob("*.yaml")}
+    return sorted(names)
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise EdgekdError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise EdgekdError(f"{path} must hold a mapping of sections (data, student, method, train, ...)")
+    return raw
+
+
+def resolve(raw: dict, *, profile: str | None = None, overrides: list[str] = (), source: str = "recipe") -> RecipeConfig:
+    """Apply a profile and `--set` overrides to a raw recipe dict and validate it."""
+    raw = copy.deepcopy(raw)
+    profiles = raw.pop("profiles", None) or {}
+    if profile is not None:
+        if profile not in profiles:
+            known = ", ".join(sorted(profiles)) or "none"
+            raise EdgekdError(f"recipe '{source}' has no profile '{profile}'. Profiles: {known}")
+        raw = deep_merge(raw, profiles[profile])
+        raw["profile"] = profile
+    for assignment in overrides:
+        apply_set(raw, assignment)
+    _check_keys(raw, RecipeConfig, "")
+    train = raw.get("train") or {}
+    for teacher in raw.get("teachers") or []:
+        if isinstance(teacher, dict):
+            teacher["train"] = deep_merge(train, teacher.get("train") or {})
+    try:
+        config = RecipeConfig.model_validate(raw)
+    except ValidationError as err:
+        raise EdgekdError(_format_validation_error(err, source)) from None
+    _validate_names(config)
+    return config
+
+
+def _validate_names(config: RecipeConfig) -> None:
+    """Registry names (dataset, models, heads, method and its parameters) fail here, before any work."""
+    from edgekd.data import DATASETS
+    from edgekd.methods import build_params
+    from edgekd.models import HEADS, MODELS
+
+    DATASETS.get(config.data.name)
+    for model in [config.student] + [t.model for t in config.teachers]:
+        MODELS.get(model.name)
+        HEADS.get(model.head)
+    build_params(config.method)
+
+
+def load_recipe(name: str, *, profile: str | None = None, overrides: list[str] = ()) -> RecipeConfig:
+    """Load recipes/NAME.yaml (or a path), apply `profile` and `key=value` overrides, validate."""
+    path = recipe_path(name)
+    raw = read_yaml(path)
+    raw.setdefault("name", path.stem)
+    return resolve(raw, profile=profile, overrides=list(overrides), source=path.stem)
+
+
+def dump_config(config: RecipeConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

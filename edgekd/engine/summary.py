@@ -1,0 +1,19 @@
+"""The per-exit table printed at the end of a run."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def exit_table(results: dict[str, Any]) -> str:
+    """Exit, stage, params, MFLOPs, then top-1 on validation and test for the best and last weights."""
+    header = ["exit", "stage", "params", "MFLOPs", "val top1 (best)", "test top1 (best)", "test top1 (last)"]
+    rows = []
+    best, last = results["best"], results["last"]
+    for i, info in enumerate(results["exits"]):
+        rows.append([str(info["index"]), str(info["stage"]), f"{info['params'] / 1e6:.2f}M", f"{info['flops'] / 1e6:.1f}",
+                     f"{best['val']['top1'][i]:.2f}", f"{best['test']['top1'][i]:.2f}", f"{last['test']['top1'][i]:.2f}"])
+    rows.append(["ens", "-", "-", "-", f"{best['val']['ensemble_top1']:.2f}", f"{best['test']['ensemble_top1']:.2f}",
+                 f"{last['test']['ensemble_top1']:.2f}"])
+    widths = [max(len(h), *(len(r[j]) for r in rows)) for j, h in enumerate(header)]
+    line = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])

@@ -1,0 +1,210 @@
+"""The one training loop every method uses.
+
+Each step: student forward, teachers forward (frozen, eval, no grad), `method.loss` -> named
+terms, their sum backpropagated. Each epoch: validation per exit, one metrics line, checkpoints.
+Determinism: the data order comes from a (seed, epoch)-seeded sampler and every RNG is stored in
+`last.pt`, so a run resumed on CPU ends with the same bits as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from edgekd.data import DataSplits
+from edgekd.engine.callbacks import Callback, Checkpointer, MetricsLogger, ProgressBar
+from edgekd.engine.checkpoint import load_checkpoint
+from edgekd.engine.distributed import DistInfo, EpochSampler, all_reduce_sum
+from edgekd.engine.evaluate import evaluate
+from edgekd.engine.optim import build_optimizer, build_scheduler
+from edgekd.engine.rng import rng_state, set_rng_state
+from edgekd.errors import EdgekdError
+from edgekd.methods import Method
+from edgekd.models import ExitOutputs, MultiExitNet
+
+
+class NonFiniteLossError(EdgekdError):
+    """Training diverged; raised before any checkpoint of the broken weights is written."""
+
+
+class StudentAndMethod(nn.Module):
+    """Student plus the method's own trainable modules, as one module so DDP syncs them together."""
+
+    def __init__(self, student: MultiExitNet, method: Method) -> None:
+        super().__init__()
+        self.student, self.method = student, method
+
+    def forward(self, images: Tensor, teacher_outs: list[ExitOutputs], target: Tensor, epoch: int, step: int) -> dict[str, Tensor]:
+        return self.method.loss(self.student(images), teacher_outs, target, epoch=epoch, step=step)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise EdgekdError("train.device=cuda but no CUDA GPU is visible; use train.device=cpu (or auto)")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """bf16/fp16 autocast on CUDA; training on CPU is always fp32."""
+    if device.type != "cuda" or amp == "off":
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+class Trainer:
+    """Trains `student` with `method` from frozen `teachers` on `data` as `cfg` (TrainConfig) says."""
+
+    def __init__(
+        self, student: MultiExitNet, method: Method, teachers: list[MultiExitNet], data: DataSplits, cfg: Any, *,
+        run_dir: Path, workers: int = 0, metadata: dict[str, Any] | None = None, info: DistInfo = DistInfo(),
+        callbacks: list[Callback] | None = None, log: Callable[[str], None] = print,
+    ) -> None:
+        self.cfg, self.info, self.run_dir, self.metadata = cfg, info, Path(run_dir), metadata or {}
+        self.device = resolve_device(cfg.device)
+        self.log = log if info.is_main else (lambda message: None)
+        self.student, self.method = student.to(self.device), method.to(self.device)
+        self.teachers = [t.to(self.device).eval().requires_grad_(False) for t in teachers]
+        if cfg.channels_last:
+            for m in [self.student, *self.teachers]:
+                m.to(memory_format=torch.channels_last)
+        module = StudentAndMethod(self.student, self.method)
+        self.train_module: nn.Module = module
+        if info.enabled:
+            ids = [self.device.index or info.local_rank] if self.device.type == "cuda" else None
+            self.train_module = DistributedDataParallel(module, device_ids=ids)
+        self.amp_dtype = autocast_dtype(cfg.amp, self.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.train_sampler = EpochSampler(len(data.train), shuffle=True, seed=cfg.seed, info=info)
+        loader_kw = dict(num_workers=workers, pin_memory=self.device.type == "cuda", persistent_workers=False)
+        # Worker seeds come from this generator, re-seeded per epoch, never from the global RNG.
+        self.loader_generator = torch.Generator()
+        self.train_loader = DataLoader(data.train, cfg.batch_size, sampler=self.train_sampler, drop_last=True,
+                                       generator=self.loader_generator, **loader_kw)
+        self.val_loader = DataLoader(data.val, cfg.eval_batch_size, sampler=EpochSampler(len(data.val), shuffle=False, info=info), **loader_kw)
+        self.steps_per_epoch = len(self.train_loader)
+        if self.steps_per_epoch == 0:
+            raise EdgekdError(f"train.batch_size={cfg.batch_size} is larger than the {len(data.train)} training images per process")
+        self.optimizer = build_optimizer(module.parameters(), cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
+        self.callbacks = callbacks if callbacks is not None else [
+            ProgressBar(), MetricsLogger(self.run_dir / "metrics.jsonl"), Checkpointer(self.run_dir / "checkpoints"),
+        ]
+        self.start_epoch, self.global_step = 1, 0
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+
+    # ------------------------------------------------------------------ state
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def selection_score(self, record: dict[str, Any]) -> float | None:
+        """The validation accuracy that picks `best.pt`: the final exit's, or the ensemble's."""
+        val = record.get("val")
+        if not val:
+            return None
+        return val["ensemble_top1"] if self.cfg.select == "ensemble" else val["top1"][-1]
+
+    def checkpoint_state(self, record: dict[str, Any], *, resumable: bool) -> dict[str, Any]:
+        state = {
+            "epoch": record["epoch"], "metrics": record, "model": self.student.state_dict(),
+            "method": self.method.state_dict(), "best_score": self.best_score, "best_epoch": self.best_epoch,
+            **self.metadata,
+        }
+        if resumable:
+            state.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                         scaler=self.scaler.state_dict(), rng=rng_state(), global_step=self.global_step)
+        return state
+
+    def resume(self, path: Path) -> None:
+        """Continue from `last.pt`: weights, optimizer, schedule, scaler, RNGs, epoch."""
+        state = load_checkpoint(path, map_location=self.device)
+        if "optimizer" not in state:
+            raise EdgekdError(f"{path} holds weights only and cannot be resumed from; resume from checkpoints/last.pt")
+        self.student.load_state_dict(state["model"])
+        self.method.load_state_dict(state["method"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        self.start_epoch, self.global_step = state["epoch"] + 1, state["global_step"]
+        self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
+        self.log(f"resumed from {path} at epoch {state['epoch']}")
+
+    # ------------------------------------------------------------------ loop
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
+
+    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+        self.train_sampler.set_epoch(epoch)
+        self.loader_generator.manual_seed(self.cfg.seed * 100_003 + epoch)
+        self.train_module.train()
+        sums: dict[str, Tensor] = {}
+        images_seen, start = 0, time.perf_counter()
+        for images, target in self.train_loader:
+            images = images.to(self.device, non_blocking=True)
+            target = target.to(self.device, non_blocking=True)
+            if self.cfg.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with self.autocast():
+                with torch.no_grad():
+                    teacher_outs = [teacher(images) for teacher in self.teachers]
+                terms = self.train_module(images, teacher_outs, target, epoch, self.global_step)
+                loss = sum(terms.values())
+            loss_value = loss.item()
+            if not torch.isfinite(loss).item():
+                values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+                raise NonFiniteLossError(
+                    f"loss became non-finite at epoch {epoch}, step {self.global_step} ({values}); training stopped "
+                    f"and no checkpoint was written for this epoch. Lower train.lr, set train.grad_clip, or use train.amp=off"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.cfg.grad_clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.train_module.parameters(), self.cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + value.detach().float()
+            images_seen += len(target)
+            self.global_step += 1
+            self._call("on_step_end", loss_value)
+        elapsed = time.perf_counter() - start
+        totals = torch.stack([sums[k] for k in sums]).cpu().double() / self.steps_per_epoch
+        all_reduce_sum(totals, self.info)
+        totals /= self.info.world_size
+        terms_mean = {k: round(float(v), 6) for k, v in zip(sums, totals)}
+        return {"loss_terms": terms_mean, "loss": round(sum(terms_mean.values()), 6),
+                "images_per_s": round(images_seen * self.info.world_size / elapsed, 2), "time_s": round(elapsed, 3)}
+
+    def fit(self, resume_from: Path | None = None) -> dict[str, Any]:
+        """Train to `cfg.epochs`; returns the last epoch's record."""
+        if resume_from is not None:
+            self.resume(resume_from)
+        self._call("on_fit_start")
+        record: dict[str, Any] = {}
+        for epoch in range(self.start_epoch, self.cfg.epochs + 1):
+            self._call("on_epoch_start", epoch)
+            lr = self.optimizer.param_groups[0]["lr"]
+            record = {"epoch": epoch, "lr": lr, **self._train_epoch(epoch)}
+            record["val"] = evaluate(self.student, self.val_loader, self.device, amp_dtype=self.amp_dtype,
+                                     info=self.info, channels_last=self.cfg.channels_last)
+            self._call("on_epoch_end", record)
+        self._call("on_fit_end")
+        return record

@@ -1,0 +1,41 @@
+"""Distillation methods (one file each) and how a recipe's `method:` section becomes one."""
+from __future__ import annotations
+
+from pydantic import BaseModel, ValidationError
+
+from edgekd.errors import EdgekdError
+from edgekd.methods import ce, kd  # noqa: F401  (register methods)
+from edgekd.methods.base import Method
+from edgekd.methods.registry import METHODS
+from edgekd.models import MultiExitNet
+from edgekd.registry import closest
+
+
+def build_params(method_config) -> BaseModel:  # noqa: ANN001 (edgekd.config.MethodConfig)
+    """Validate the `method:` keys against the method's parameter model, naming bad fields."""
+    cls = METHODS.get(method_config.name)
+    params = method_config.params
+    known = list(cls.Params.model_fields)
+    for key in params:
+        if key not in known:
+            hint = closest(key, known)
+            suggestion = f"; did you mean 'method.{hint}'?" if hint else ""
+            raise EdgekdError(f"unknown key 'method.{key}' for method '{method_config.name}'{suggestion} Valid: {', '.join(known) or 'none'}")
+    try:
+        return cls.Params.model_validate(params)
+    except ValidationError as err:
+        problems = "; ".join(f"method.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise EdgekdError(f"method '{method_config.name}': {problems}") from None
+
+
+def build_method(method_config, student: MultiExitNet, teachers: list[MultiExitNet]) -> Method:  # noqa: ANN001
+    """The configured method, after checking it got as many teachers as it needs."""
+    cls = METHODS.get(method_config.name)
+    n, lo, hi = len(teachers), cls.min_teachers, cls.max_teachers
+    if n < lo or (hi is not None and n > hi):
+        wanted = f"exactly {lo}" if lo == hi else f"at least {lo}" if hi is None else f"{lo} to {hi}"
+        raise EdgekdError(f"method '{method_config.name}' needs {wanted} teacher(s) in 'teachers:', the recipe has {n}")
+    return cls(build_params(method_config), student, teachers)
+
+
+__all__ = ["METHODS", "Method", "build_method", "build_params"]

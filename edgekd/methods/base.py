@@ -1,0 +1,37 @@
+"""The Method contract: a method turns student and teacher outputs into named loss terms.
+
+Methods never own a loop: the trainer calls `loss` each step, sums the terms and logs each one.
+A method is an `nn.Module`, so anything it adds that learns (feature adapters, regressors) is
+trained and checkpointed with the student. Teachers are frozen and in eval mode.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+from torch import Tensor, nn
+
+from edgekd.models import ExitOutputs, MultiExitNet
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Method(nn.Module):
+    """Subclass, set `Params` (a pydantic model of the recipe's `method:` keys) and teacher bounds,
+    and implement `loss`."""
+
+    Params: ClassVar[type[BaseModel]] = NoParams
+    min_teachers: ClassVar[int] = 0
+    max_teachers: ClassVar[int | None] = 0
+
+    def __init__(self, params: BaseModel, student: MultiExitNet, teachers: list[MultiExitNet]) -> None:
+        super().__init__()
+        self.params = params
+
+    def loss(
+        self, student_out: ExitOutputs, teacher_outs: list[ExitOutputs], target: Tensor, *, epoch: int, step: int
+    ) -> dict[str, Tensor]:
+        """Weighted loss terms for one batch; the trainer minimises their sum. `epoch` counts from 1."""
+        raise NotImplementedError

@@ -1,0 +1,145 @@
+"""MultiExitNet: a backbone cut into stages with a classifier ("exit") after chosen stages.
+
+The stages between two exits form a *trunk*; trunk k plus head k is segment k, the unit the
+exporter turns into one graph. A single-exit teacher is a MultiExitNet with one exit, so every
+method sees the same output shape.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from edgekd.models.backbone import Backbone
+from edgekd.models.flops import count_flops, count_params
+from edgekd.models.heads import HEADS
+
+
+class ExitOutputs(NamedTuple):
+    """Per-exit logits and the stage outputs the heads read, shallow -> deep."""
+
+    logits: list[Tensor]
+    features: list[Tensor]
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    """Where an exit sits and what it costs for one image.
+
+    `params`/`flops`: trunks up to this exit plus this head (the exit used alone).
+    `cumulative_flops`: the early-exit path, which also ran every earlier head.
+    """
+
+    index: int
+    stage: int
+    channels: int
+    stride: int
+    params: int
+    flops: int
+    cumulative_flops: int
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class Segment(nn.Module):
+    """Trunk k + head k: previous feature map (or image) -> (feature_k, logits_k)."""
+
+    def __init__(self, trunk: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.trunk, self.head = trunk, head
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        feature = self.trunk(x)
+        return feature, self.head(feature)
+
+
+class MultiExitNet(nn.Module):
+    """Backbone stages with an exit after each stage listed in `exits` (1-based; the last stage
+    is always an exit and uses the backbone's own classifier)."""
+
+    def __init__(
+        self, backbone: Backbone, *, exits: list[int], head: str, num_classes: int, image_size: int
+    ) -> None:
+        super().__init__()
+        num_stages = len(backbone.stages)
+        if not exits or sorted(set(exits)) != list(exits) or exits[0] < 1 or exits[-1] != num_stages:
+            raise ValueError(
+                f"exits must be increasing stage numbers in 1..{num_stages} ending with {num_stages}, got {exits}"
+            )
+        self.exit_stages = list(exits)
+        self.num_classes, self.image_size, self.head_type = num_classes, image_size, head
+        starts = [0] + self.exit_stages[:-1]
+        self.trunks = nn.ModuleList(nn.Sequential(*backbone.stages[a:b]) for a, b in zip(starts, self.exit_stages))
+        shapes = self._feature_shapes()
+        final_ch, final_size = shapes[-1][0], shapes[-1][1]
+        head_builder = HEADS.get(head)
+        heads = [
+            head_builder(ch, max(1, size // final_size), final_ch, num_classes) for ch, size in shapes[:-1]
+        ]
+        self.heads = nn.ModuleList([*heads, backbone.classifier])
+        self._feature_channels_and_sizes = shapes
+        self._exit_info: list[ExitInfo] | None = None
+
+    @property
+    def num_exits(self) -> int:
+        return len(self.heads)
+
+    @torch.no_grad()
+    def _feature_shapes(self) -> list[tuple[int, int]]:
+        was_training = self.training
+        self.eval()
+        x = torch.zeros(1, 3, self.image_size, self.image_size)
+        shapes = []
+        for trunk in self.trunks:
+            x = trunk(x)
+            shapes.append((x.shape[1], x.shape[-1]))
+        self.train(was_training)
+        return shapes
+
+    def forward(self, x: Tensor) -> ExitOutputs:
+        logits, features = [], []
+        for trunk, head in zip(self.trunks, self.heads):
+            x = trunk(x)
+            features.append(x)
+            logits.append(head(x))
+        return ExitOutputs(logits, features)
+
+    def segments(self) -> list[Segment]:
+        """Trunk k + head k for each exit, sharing weights with this net (for export)."""
+        return [Segment(trunk, head) for trunk, head in zip(self.trunks, self.heads)]
+
+    @property
+    def exit_info(self) -> list[ExitInfo]:
+        """Channels, stride, params and FLOPs per exit (computed once, on a copy, at batch 1)."""
+        if self._exit_info is None:
+            self._exit_info = self._measure_exits()
+        return self._exit_info
+
+    @torch.no_grad()
+    def _measure_exits(self) -> list[ExitInfo]:
+        net = copy.deepcopy(self).cpu().float().eval()
+        x = torch.zeros(1, 3, self.image_size, self.image_size)
+        info, trunk_flops, head_flops_sum, trunk_params = [], 0, 0, 0
+        for k, (trunk, head) in enumerate(zip(net.trunks, net.heads)):
+            trunk_flops += count_flops(trunk, x)
+            trunk_params += count_params(trunk)
+            x = trunk(x)
+            head_flops = count_flops(head, x)
+            head_flops_sum += head_flops
+            channels, size = self._feature_channels_and_sizes[k]
+            info.append(
+                ExitInfo(
+                    index=k + 1,
+                    stage=self.exit_stages[k],
+                    channels=channels,
+                    stride=self.image_size // size,
+                    params=trunk_params + count_params(head),
+                    flops=trunk_flops + head_flops,
+                    cumulative_flops=trunk_flops + head_flops_sum,
+                )
+            )
+        return info
