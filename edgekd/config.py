@@ -113,7 +113,10 @@ class RecipeConfig(Section):
 
     @property
     def run_name(self) -> str:
-        return f"{self.name}-{self.profile}" if self.profile else self.name
+        """`name[-profile][-seedN]`: runs of several seeds sit side by side."""
+        profile = f"-{self.profile}" if self.profile else ""
+        seed = f"-seed{self.train.seed}" if self.train.seed else ""
+        return f"{self.name}{profile}{seed}"
 
 
 # ---------------------------------------------------------------- unknown keys with suggestions

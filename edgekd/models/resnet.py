@@ -2,6 +2,8 @@
 
 For inputs <= 64 px the stem is a 3x3 stride-1 conv with no max-pool (as in BYOT and the
 CIFAR KD literature); larger inputs get torchvision's 7x7 stride-2 stem and max-pool.
+The last BatchNorm of every residual block starts at zero (torchvision's `zero_init_residual`),
+so a deep, narrow net starts as a shallow one and trains from scratch in few steps.
 """
 from __future__ import annotations
 
@@ -48,6 +50,11 @@ def resnet(name: str, *, num_classes: int, image_size: int = 32, width: float = 
     for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers)):
         stage, in_ch = _stage(block, in_ch, scaled(planes, width), blocks, 1 if i == 0 else 2)
         stages.append(nn.Sequential(stem, stage) if i == 0 else stage)
+    for module in nn.ModuleList(stages).modules():
+        if isinstance(module, Bottleneck):
+            nn.init.zeros_(module.bn3.weight)
+        elif isinstance(module, BasicBlock):
+            nn.init.zeros_(module.bn2.weight)
     return Backbone(stages, pool_linear(in_ch, num_classes))
 
 

@@ -1,0 +1,78 @@
+"""Recipe validation: unknown keys with their path and closest key, types and ranges, overrides."""
+import pytest
+
+from edgekd.config import list_recipes, load_recipe, resolve
+from edgekd.errors import EdgekdError
+
+BASE = {"name": "t", "student": {"name": "resnet18"}, "method": {"name": "ce"}}
+
+
+def test_every_recipe_and_profile_validates():
+    names = list_recipes()
+    assert {"teacher_resnet152", "ce_resnet18", "kd_resnet18"} <= set(names)
+    for name in names:
+        for profile in (None, "smoke", "quick"):
+            config = load_recipe(name, profile=profile)
+            assert config.profile == profile
+            if profile:
+                assert config.data.name == "shapes", (name, profile)
+
+
+def test_unknown_key_names_its_path_and_closest_key():
+    with pytest.raises(EdgekdError, match=r"unknown key 'train\.epoch'; did you mean 'train\.epochs'"):
+        resolve({**BASE, "train": {"epoch": 3}})
+    with pytest.raises(EdgekdError, match=r"unknown key 'teachers\.0\.model\.widht'; did you mean 'teachers\.0\.model\.width'"):
+        resolve({**BASE, "method": {"name": "kd"}, "teachers": [{"model": {"name": "resnet34", "widht": 1}}]})
+    with pytest.raises(EdgekdError, match=r"unknown key 'studnet'; did you mean 'student'"):
+        resolve({**BASE, "studnet": {}})
+
+
+def test_wrong_type_or_range_names_the_field():
+    with pytest.raises(EdgekdError, match=r"train\.lr: Input should be greater than 0"):
+        resolve({**BASE, "train": {"lr": -0.1}})
+    with pytest.raises(EdgekdError, match=r"train\.epochs: .*integer"):
+        resolve({**BASE, "train": {"epochs": "many"}})
+    with pytest.raises(EdgekdError, match=r"train\.optimizer"):
+        resolve({**BASE, "train": {"optimizer": "adam"}})
+
+
+def test_unknown_registry_names_fail_before_any_work():
+    with pytest.raises(EdgekdError, match="unknown dataset 'cifar1000'; did you mean 'cifar100'"):
+        resolve({**BASE, "data": {"name": "cifar1000"}})
+    with pytest.raises(EdgekdError, match="unknown method 'kdd'"):
+        resolve({**BASE, "method": {"name": "kdd"}})
+    with pytest.raises(EdgekdError, match="unknown model"):
+        resolve({**BASE, "student": {"name": "resnet19"}})
+
+
+def test_set_overrides_profiles_and_lists():
+    config = load_recipe("kd_resnet18", profile="smoke", overrides=["train.epochs=5", "train.milestones=[1,2]",
+                                                                    "teachers.0.train.lr=0.2", "method.alpha=0.5"])
+    assert config.train.epochs == 5 and config.train.milestones == [1, 2]
+    assert config.teachers[0].train.lr == 0.2 and config.method.params["alpha"] == 0.5
+    assert config.run_name == "kd_resnet18-smoke"
+    with pytest.raises(EdgekdError, match="not an index"):
+        load_recipe("kd_resnet18", overrides=["teachers.3.checkpoint=x"])
+    with pytest.raises(EdgekdError, match="key=value"):
+        load_recipe("kd_resnet18", overrides=["train.epochs"])
+
+
+def test_teacher_train_inherits_recipe_train():
+    config = load_recipe("kd_resnet18", profile="smoke")
+    teacher = config.teachers[0].train
+    assert teacher.epochs == 1 and teacher.weight_decay == config.train.weight_decay
+    assert config.teachers[0].model.width == 0.0625
+
+
+def test_unknown_profile_and_recipe():
+    with pytest.raises(EdgekdError, match="no profile 'fast'. Profiles: quick, smoke"):
+        load_recipe("kd_resnet18", profile="fast")
+    with pytest.raises(EdgekdError, match="did you mean 'kd_resnet18'"):
+        load_recipe("kd_resnet81")
+
+
+def test_yaml_tags_that_run_code_are_refused(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("name: !!python/object/apply:os.system ['echo hacked']\nstudent: {name: resnet18}\nmethod: {name: ce}\n")
+    with pytest.raises(EdgekdError, match="not valid YAML"):
+        load_recipe(str(path))

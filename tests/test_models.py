@@ -1,0 +1,73 @@
+"""Every registered model, built as a multi-exit net: shapes, costs, segments, errors."""
+import pytest
+import torch
+
+from edgekd.errors import EdgekdError
+from edgekd.models import HEADS, MODELS, create_model, resolve_exits
+
+# Deep or wide nets are checked at a reduced width so the suite stays fast; the layout is the same.
+NARROW = {"resnet50": 0.25, "resnet101": 0.125, "resnet152": 0.125, "wrn_28_10": 0.25, "resnet32x4": 0.5}
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("head", HEADS.names())
+def test_exit_shapes_and_costs_grow_with_depth(name, head):
+    model = create_model(name, num_classes=7, head=head, width=NARROW.get(name, 1.0)).eval()
+    out = model(torch.randn(2, 3, 32, 32))
+    assert len(out.logits) == len(out.features) == model.num_exits >= 3
+    assert all(z.shape == (2, 7) for z in out.logits)
+    info = model.exit_info
+    assert [i.index for i in info] == list(range(1, model.num_exits + 1))
+    for shallow, deep in zip(info, info[1:]):
+        assert shallow.params < deep.params, (shallow, deep)
+        assert shallow.flops < deep.flops, (shallow, deep)
+        assert shallow.cumulative_flops < deep.cumulative_flops
+        assert shallow.stride <= deep.stride
+    assert info[-1].params == sum(p.numel() for p in model.trunks.parameters()) + sum(p.numel() for p in model.heads[-1].parameters())
+    assert [f.shape[1] for f in out.features] == [i.channels for i in info]
+
+
+def test_flops_match_hand_count_for_a_linear_head():
+    """A 1-exit model's FLOPs include the final linear layer: 2 * in * out per image."""
+    model = create_model("resnet20", num_classes=10, exits="last")
+    fc = model.heads[-1][-1]
+    assert isinstance(fc, torch.nn.Linear)
+    trunk_only = model.exit_info[0].flops - 2 * fc.in_features * fc.out_features
+    assert trunk_only > 0
+
+
+def test_segments_chained_equal_forward():
+    model = create_model("resnet18", num_classes=10, width=0.25).eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        out = model(x)
+        feature = x
+        for k, segment in enumerate(model.segments()):
+            feature, logits = segment(feature)
+            torch.testing.assert_close(logits, out.logits[k])
+            torch.testing.assert_close(feature, out.features[k])
+
+
+def test_single_exit_teacher_and_chosen_exits():
+    teacher = create_model("resnet20", num_classes=10, exits="last")
+    assert teacher.num_exits == 1 and teacher.exit_stages == [3]
+    model = create_model("resnet18", num_classes=10, exits=[2], width=0.25)
+    assert model.exit_stages == [2, 4]  # the final classifier is always an exit
+
+
+def test_large_inputs_use_the_imagenet_stem():
+    small = create_model("resnet18", num_classes=10, image_size=32, width=0.25)
+    large = create_model("resnet18", num_classes=10, image_size=224, width=0.25)
+    assert small.exit_info[-1].stride == 8 and large.exit_info[-1].stride == 32
+    assert large(torch.randn(1, 3, 224, 224)).logits[-1].shape == (1, 10)
+
+
+def test_bad_names_and_exits_fail_clearly():
+    with pytest.raises(EdgekdError, match="did you mean 'resnet18'"):
+        create_model("resnet81", num_classes=10)
+    with pytest.raises(EdgekdError, match="unknown head"):
+        create_model("resnet18", num_classes=10, head="fancy")
+    with pytest.raises(EdgekdError, match="stages 1..4"):
+        resolve_exits([0, 5], 4)
+    with pytest.raises(EdgekdError, match="'all', 'last'"):
+        resolve_exits("first", 4)

@@ -1,0 +1,47 @@
+"""Every recipe runs its smoke profile through the CLI; the CLI's list and doctor answer."""
+import json
+
+import pytest
+
+from conftest import run_cli
+from edgekd.config import list_recipes
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("runs")  # shared so that teachers are trained once and reused
+
+
+@pytest.mark.parametrize("name", list_recipes())
+def test_smoke_profile_runs(name, runs_dir):
+    result = run_cli("recipe", name, "--profile", "smoke", "--runs-dir", str(runs_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((runs_dir / f"{name}-smoke" / "results.json").read_text())
+    assert all(0 <= a <= 100 for a in results["best"]["test"]["top1"])
+    assert results["exits"][-1]["flops"] > 0
+
+
+def test_teachers_are_cached_across_recipes(runs_dir):
+    first = run_cli("recipe", "kd_resnet18", "--profile", "smoke", "--set", "train.epochs=1", "--runs-dir", str(runs_dir / "c"))
+    second = run_cli("recipe", "kd_resnet18", "--profile", "smoke", "--set", "train.epochs=1", "--set", "train.seed=1",
+                     "--runs-dir", str(runs_dir / "c"))
+    assert first.returncode == 0 and second.returncode == 0, second.stderr
+    assert "training teacher 1" in first.stdout and "cached in" in second.stdout
+    assert len(list((runs_dir / "c" / "teachers").iterdir())) == 1
+
+
+def test_list_and_doctor():
+    models = run_cli("list", "models")
+    assert models.returncode == 0 and "resnet152" in models.stdout and "mobilenetv2" in models.stdout
+    for kind, expected in (("methods", "kd"), ("datasets", "shapes"), ("recipes", "kd_resnet18")):
+        out = run_cli("list", kind)
+        assert out.returncode == 0 and expected in out.stdout
+    doctor = run_cli("doctor")
+    assert doctor.returncode == 0 and "onnxruntime" in doctor.stdout and "cuda" in doctor.stdout
+
+
+def test_user_mistakes_get_one_line_not_a_traceback():
+    for args in (["recipe", "kd_resnet81"], ["recipe", "kd_resnet18", "--set", "train.epoch=3"],
+                 ["recipe", "kd_resnet18", "--profile", "fast"]):
+        result = run_cli(*args)
+        assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
