@@ -2,7 +2,7 @@
 
 A recipe is YAML read with `yaml.safe_load` (no tags that run code). Resolution order:
 file -> profile overrides -> `--set key=value` overrides -> teacher `train:` overrides merged onto
-the recipe's `train:` -> validation. An unknown key fails with its path and the closest valid
+the recipe's `train:` (all but its seed) -> validation. An unknown key fails with its path and the closest valid
 key; a wrong type or range names the field.
 """
 from __future__ import annotations
@@ -250,10 +250,12 @@ def resolve(raw: dict, *, profile: str | None = None, overrides: list[str] = (),
     for assignment in overrides:
         apply_set(raw, assignment)
     _check_keys(raw, RecipeConfig, "")
-    train = raw.get("train") or {}
+    # Teachers train like the student unless told otherwise, but keep their own seed: runs of
+    # the student with several seeds must share one teacher.
+    inherited = {k: v for k, v in (raw.get("train") or {}).items() if k != "seed"}
     for teacher in raw.get("teachers") or []:
         if isinstance(teacher, dict):
-            teacher["train"] = deep_merge(train, teacher.get("train") or {})
+            teacher["train"] = deep_merge(inherited, teacher.get("train") or {})
     try:
         config = RecipeConfig.model_validate(raw)
     except ValidationError as err:

@@ -62,6 +62,8 @@ def test_teacher_train_inherits_recipe_train():
     teacher = config.teachers[0].train
     assert teacher.epochs == 1 and teacher.weight_decay == config.train.weight_decay
     assert config.teachers[0].model.width == 0.0625
+    seeded = load_recipe("kd_resnet18", profile="smoke", overrides=["train.seed=3"])
+    assert seeded.train.seed == 3 and seeded.teachers[0].train.seed == 0  # one teacher for every student seed
 
 
 def test_unknown_profile_and_recipe():

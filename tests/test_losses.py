@@ -25,7 +25,7 @@ def test_kd_loss_golden_value():
 
 def test_kd_loss_is_a_batch_mean_and_zero_when_equal():
     a = torch.tensor([[1.0, 2.0, 0.5], [0.0, 0.0, 3.0]])
-    assert kd_loss(a, a, 4.0).item() == pytest.approx(0.0, abs=1e-7)
+    assert kd_loss(a, a, 4.0).item() == pytest.approx(0.0, abs=1e-5)  # float32 rounding times T^2 = 16
     one = kd_loss(a[:1], a[1:], 2.0)
     two = kd_loss(torch.cat([a[:1], a[:1]]), torch.cat([a[1:], a[1:]]), 2.0)
     assert one.item() == pytest.approx(two.item(), rel=1e-6)

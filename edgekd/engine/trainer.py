@@ -8,6 +8,7 @@ Determinism: the data order comes from a (seed, epoch)-seeded sampler and every 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +21,7 @@ from torch.utils.data import DataLoader
 from edgekd.data import DataSplits
 from edgekd.engine.callbacks import Callback, Checkpointer, MetricsLogger, ProgressBar
 from edgekd.engine.checkpoint import load_checkpoint
-from edgekd.engine.distributed import DistInfo, EpochSampler, all_reduce_sum
+from edgekd.engine.distributed import DistInfo, EpochSampler, all_reduce_sum, broadcast_buffers
 from edgekd.engine.evaluate import evaluate
 from edgekd.engine.optim import build_optimizer, build_scheduler
 from edgekd.engine.rng import rng_state, set_rng_state
@@ -166,7 +167,7 @@ class Trainer:
                 terms = self.train_module(images, teacher_outs, target, epoch, self.global_step)
                 loss = sum(terms.values())
             loss_value = loss.item()
-            if not torch.isfinite(loss).item():
+            if not math.isfinite(loss_value):
                 values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
                 raise NonFiniteLossError(
                     f"loss became non-finite at epoch {epoch}, step {self.global_step} ({values}); training stopped "
@@ -186,6 +187,7 @@ class Trainer:
             self.global_step += 1
             self._call("on_step_end", loss_value)
         elapsed = time.perf_counter() - start
+        broadcast_buffers(self.train_module, self.info)
         totals = torch.stack([sums[k] for k in sums]).cpu().double() / self.steps_per_epoch
         all_reduce_sum(totals, self.info)
         totals /= self.info.world_size
