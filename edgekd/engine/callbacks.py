@@ -58,6 +58,7 @@ class MetricsLogger(Callback):
     def on_fit_start(self, trainer: "Trainer") -> None:
         if not trainer.info.is_main:
             return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         # After a resume, forget epochs the interrupted run logged past its last checkpoint.
         if self.path.exists():
             kept = [line for line in self.path.read_text().splitlines()
