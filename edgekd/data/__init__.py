@@ -1,0 +1,66 @@
+"""Datasets (a registry) and `build_data`, which turns a data config into transformed splits.
+
+Validation is carved from train (seeded, stratified) unless the dataset ships its own; model
+and threshold selection use validation only, and the test split is only ever reported.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from edgekd.data import cifar, imagefolder, shapes, tinyimagenet  # noqa: F401  (register datasets)
+from edgekd.data.registry import DATASETS, RawSplits
+from edgekd.data.splits import TransformedSubset, fraction_of, stratified_split
+from edgekd.data.transforms import eval_transform, train_transform
+from edgekd.errors import EdgekdError
+
+
+@dataclass
+class DataSplits:
+    """Transformed train / val / test splits plus what export and the runtime need to know."""
+
+    train: Any
+    val: Any
+    test: Any
+    classes: Sequence[str]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    image_size: int
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def _val_count(val_size: float, n: int) -> int:
+    count = int(round(val_size * n)) if val_size < 1 else int(val_size)
+    if not 0 < count < n:
+        raise EdgekdError(f"data.val_size={val_size} leaves no train or no validation images out of {n}")
+    return count
+
+
+def build_data(cfg) -> DataSplits:  # noqa: ANN001 (edgekd.config.DataConfig)
+    """Load the configured dataset and return its train / val / test splits, transformed."""
+    raw: RawSplits = DATASETS.get(cfg.name)(cfg)
+    size, mean, std = cfg.image_size, tuple(raw.mean), tuple(raw.std)
+    train_tf, eval_tf = train_transform(cfg.augment, size, mean, std), eval_transform(size, mean, std)
+    if raw.val is not None:
+        train_idx, val = list(range(len(raw.train))), TransformedSubset(raw.val, range(len(raw.val)), eval_tf)
+    else:
+        train_idx, val_idx = stratified_split(raw.train.targets, _val_count(cfg.val_size, len(raw.train)), cfg.seed)
+        val = TransformedSubset(raw.train, val_idx, eval_tf)
+    if cfg.train_fraction < 1.0:
+        kept = fraction_of([raw.train.targets[i] for i in train_idx], cfg.train_fraction, cfg.seed)
+        train_idx = [train_idx[i] for i in kept]
+    return DataSplits(
+        train=TransformedSubset(raw.train, train_idx, train_tf),
+        val=val,
+        test=TransformedSubset(raw.test, range(len(raw.test)), eval_tf),
+        classes=list(raw.classes),
+        mean=mean,  # type: ignore[arg-type]
+        std=std,  # type: ignore[arg-type]
+        image_size=size,
+    )
+
+
+__all__ = ["DATASETS", "DataSplits", "RawSplits", "build_data"]
