@@ -1,6 +1,7 @@
 """Loss functions shared by several methods."""
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -11,3 +12,22 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float) 
     log_p_student = F.log_softmax(student_logits / temperature, dim=1)
     p_teacher = F.softmax(teacher_logits.detach() / temperature, dim=1)
     return F.kl_div(log_p_student, p_teacher, reduction="batchmean") * temperature**2
+
+
+def decoupled_kl(student_logits: Tensor, teacher_logits: Tensor, target: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+    """Per-sample TCKD and NCKD of DKD (Zhao et al. 2022), without the T^2 factor.
+
+    TCKD = KL(b^T || b^S) over the binary (target, not target) split of softmax(z/T);
+    NCKD = KL(p^T || p^S) over the non-target classes only. KD = TCKD + (1 - p_t^T) * NCKD.
+    """
+    mask = F.one_hot(target, student_logits.shape[1]).bool()
+    p_s = F.softmax(student_logits / temperature, dim=1)
+    p_t = F.softmax(teacher_logits.detach() / temperature, dim=1)
+    b_s = torch.stack([p_s[mask], 1 - p_s[mask]], dim=1).clamp_min(1e-8)  # clamp: log of fp16 softmax (DKD pitfall)
+    b_t = torch.stack([p_t[mask], 1 - p_t[mask]], dim=1).clamp_min(1e-8)
+    tckd = (b_t * (b_t.log() - b_s.log())).sum(1)
+    # Non-target distributions: push the target logit to -inf (mdistiller subtracts 1000).
+    log_q_s = F.log_softmax(student_logits / temperature - 1000.0 * mask, dim=1)
+    log_q_t = F.log_softmax(teacher_logits.detach() / temperature - 1000.0 * mask, dim=1)
+    nckd = (log_q_t.exp() * (log_q_t - log_q_s)).masked_fill(mask, 0.0).sum(1)
+    return tckd, nckd

@@ -1,0 +1,57 @@
+"""DKD: golden values by hand, the identity KD = TCKD + (1 - p_t) NCKD, warm-up."""
+import math
+
+import pytest
+import torch
+
+from edgekd.config import MethodConfig
+from edgekd.methods import build_method
+from edgekd.methods.losses import decoupled_kl, kd_loss
+from edgekd.models import ExitOutputs, create_model
+
+
+def _softmax(values, t):
+    exps = [math.exp(v / t) for v in values]
+    return [e / sum(exps) for e in exps]
+
+
+def _kl(p, q):
+    return sum(a * (math.log(a) - math.log(b)) for a, b in zip(p, q))
+
+
+def test_tckd_and_nckd_golden_values():
+    s, t, y, temp = [1.0, 2.0, 0.5, -0.3], [0.2, 3.0, -1.0, 0.7], 1, 2.0
+    ps, pt = _softmax(s, temp), _softmax(t, temp)
+    tckd = _kl([pt[y], 1 - pt[y]], [ps[y], 1 - ps[y]])
+    rest = [i for i in range(4) if i != y]
+    qs = [ps[i] / (1 - ps[y]) for i in rest]
+    qt = [pt[i] / (1 - pt[y]) for i in rest]
+    got_t, got_n = decoupled_kl(torch.tensor([s]), torch.tensor([t]), torch.tensor([y]), temp)
+    assert got_t.item() == pytest.approx(tckd, rel=1e-5)
+    assert got_n.item() == pytest.approx(_kl(qt, qs), rel=1e-5)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 4.0])
+def test_kd_equals_tckd_plus_weighted_nckd(temperature):
+    torch.manual_seed(0)
+    zs, zt, y = torch.randn(16, 10) * 3, torch.randn(16, 10) * 3, torch.randint(0, 10, (16,))
+    tckd, nckd = decoupled_kl(zs, zt, y, temperature)
+    pt_target = torch.softmax(zt / temperature, 1).gather(1, y[:, None]).squeeze(1)
+    per_sample = torch.stack([kd_loss(zs[i:i + 1], zt[i:i + 1], temperature) / temperature**2 for i in range(16)])
+    torch.testing.assert_close(tckd + (1 - pt_target) * nckd, per_sample, rtol=1e-4, atol=1e-6)
+
+
+def test_dkd_method_weights_and_warmup():
+    student = create_model("resnet20", num_classes=4)
+    method = build_method(MethodConfig(name="dkd", alpha=1.0, beta=8.0, temperature=4.0, warmup=20), student, [student])
+    torch.manual_seed(1)
+    zs, zt, y = torch.randn(8, 4), torch.randn(8, 4), torch.randint(0, 4, (8,))
+    out = ExitOutputs([torch.randn(8, 4), torch.randn(8, 4), zs], [])
+    teacher = ExitOutputs([zt], [])
+    tckd, nckd = decoupled_kl(zs, zt, y, 4.0)
+    at5 = method.loss(out, [teacher], y, epoch=5, step=0)
+    at40 = method.loss(out, [teacher], y, epoch=40, step=0)
+    assert at5["tckd"].item() == pytest.approx(5 / 20 * 16 * tckd.mean().item(), rel=1e-5)
+    assert at40["nckd"].item() == pytest.approx(16 * 8 * nckd.mean().item(), rel=1e-5)
+    assert at40["ce"].item() == pytest.approx(torch.nn.functional.cross_entropy(zs, y).item(), rel=1e-6)
+    assert "ce_early" in at40
