@@ -94,6 +94,7 @@ def train_and_evaluate(
 ) -> dict[str, Any]:
     """Train the recipe's student into `run_dir` and write `results.json` (per-exit val/test accuracy)."""
     resume_from = _prepare_run_dir(run_dir, config, resume, overwrite, info)
+    barrier(info)  # every rank has checked the folder before rank 0 writes into it
     if resume and resume_from is None:
         log(f"--resume: no checkpoint in {run_dir}, starting from the beginning")
     if info.is_main:

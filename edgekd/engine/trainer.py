@@ -82,7 +82,9 @@ class Trainer:
         self.train_module: nn.Module = module
         if info.enabled:
             ids = [self.device.index or info.local_rank] if self.device.type == "cuda" else None
-            self.train_module = DistributedDataParallel(module, device_ids=ids)
+            # Methods that train exits in phases leave the frozen ones without gradients for whole epochs.
+            phased = type(method).trainable_exits is not Method.trainable_exits
+            self.train_module = DistributedDataParallel(module, device_ids=ids, find_unused_parameters=phased)
         self.amp_dtype = autocast_dtype(cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.train_sampler = EpochSampler(len(data.train), shuffle=True, seed=cfg.seed, info=info)
@@ -154,6 +156,7 @@ class Trainer:
         self.train_sampler.set_epoch(epoch)
         self.loader_generator.manual_seed(self.cfg.seed * 100_003 + epoch)
         self.train_module.train()
+        self._apply_phase(epoch)
         sums: dict[str, Tensor] = {}
         images_seen, start = 0, time.perf_counter()
         for images, target in self.train_loader:
@@ -194,6 +197,17 @@ class Trainer:
         terms_mean = {k: round(float(v), 6) for k, v in zip(sums, totals)}
         return {"loss_terms": terms_mean, "loss": round(sum(terms_mean.values()), 6),
                 "images_per_s": round(images_seen * self.info.world_size / elapsed, 2), "time_s": round(elapsed, 3)}
+
+    def _apply_phase(self, epoch: int) -> None:
+        """Freeze the exits the method does not train this epoch; their BatchNorm stays in eval mode
+        so its running statistics do not drift while the weights are frozen."""
+        active = self.method.trainable_exits(epoch, self.cfg.epochs)
+        active = self.student.num_exits if active is None else active
+        for k, (trunk, head) in enumerate(zip(self.student.trunks, self.student.heads)):
+            trains = k < active
+            for part in (trunk, head):
+                part.requires_grad_(trains)
+                part.train(trains)
 
     def fit(self, resume_from: Path | None = None) -> dict[str, Any]:
         """Train to `cfg.epochs`; returns the last epoch's record."""

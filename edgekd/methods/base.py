@@ -30,6 +30,11 @@ class Method(nn.Module):
         super().__init__()
         self.params = params
 
+    def trainable_exits(self, epoch: int, total_epochs: int) -> int | None:
+        """How many exits (shallow first) train in `epoch`: the trainer freezes the trunks and heads
+        of the others and keeps their BatchNorm in eval mode. None: everything trains."""
+        return None
+
     def loss(
         self, student_out: ExitOutputs, teacher_outs: list[ExitOutputs], target: Tensor, *, epoch: int, step: int
     ) -> dict[str, Tensor]:

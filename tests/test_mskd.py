@@ -1,0 +1,67 @@
+"""MSKD: golden loss values, the phase schedule, and phased training touching only active exits."""
+import copy
+import math
+
+import pytest
+import torch
+
+from edgekd.config import DataConfig, MethodConfig, TrainConfig
+from edgekd.data import build_data
+from edgekd.engine.callbacks import Callback
+from edgekd.engine.trainer import Trainer
+from edgekd.methods import build_method
+from edgekd.methods.mskd import phase_of
+from edgekd.models import ExitOutputs, create_model
+
+
+def _softmax(values, t=1.0):
+    exps = [math.exp(v / t) for v in values]
+    return [e / sum(exps) for e in exps]
+
+
+def test_mskd_loss_golden_values():
+    student = create_model("resnet20", num_classes=3)
+    method = build_method(MethodConfig(name="mskd", temperature=2.0, alpha=0.8), student, [student])
+    s = [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [1.0, 2.0, 0.5]]
+    t, y = [0.2, 3.0, -1.0], 1
+    terms = method.loss(ExitOutputs([torch.tensor([r]) for r in s], []), [ExitOutputs([torch.tensor([t])], [])],
+                        torch.tensor([y]), epoch=1, step=0)
+    pt = _softmax(t, 2.0)
+    kd = sum(4.0 * sum(a * (math.log(a) - math.log(b)) for a, b in zip(pt, _softmax(r, 2.0))) for r in s)
+    ce = sum(-math.log(_softmax(r)[y]) for r in s)
+    assert terms["kd"].item() == pytest.approx(0.8 * kd, rel=1e-5)
+    assert terms["ce"].item() == pytest.approx(0.2 * ce, rel=1e-5)
+
+
+def test_phases_split_epochs_equally_and_end_joint():
+    assert [phase_of(e, 8, 4) for e in range(1, 9)] == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert [phase_of(e, 3, 4) for e in range(1, 4)] == [2, 3, 4]
+
+
+class Snapshots(Callback):
+    def __init__(self):
+        self.states = []
+
+    def on_epoch_end(self, trainer, record):
+        self.states.append((trainer.method.active, copy.deepcopy(trainer.student.state_dict())))
+
+
+def test_phased_epochs_change_exactly_the_active_exits():
+    torch.manual_seed(0)
+    data = build_data(DataConfig(name="shapes", train_size=160, test_size=32, val_size=32, workers=0))
+    teacher = create_model("resnet20", num_classes=10, exits="last", width=0.5)
+    student = create_model("resnet18", num_classes=10, width=0.125)
+    method = build_method(MethodConfig(name="mskd", schedule="phased"), student, [teacher])
+    snapshots = Snapshots()
+    cfg = TrainConfig(epochs=4, batch_size=32, lr=0.05, schedule="constant", device="cpu")
+    previous = copy.deepcopy(student.state_dict())
+    Trainer(student, method, [teacher], data, cfg, run_dir="unused", callbacks=[snapshots], log=lambda m: None).fit()
+    assert [active for active, _ in snapshots.states] == [1, 2, 3, 4]
+    for active, state in snapshots.states:
+        changed = {k for k in state if not torch.equal(previous[k], state[k]) and not k.endswith("num_batches_tracked")}
+        allowed = {k for k in state if k.startswith(tuple(f"{part}.{i}." for i in range(active) for part in ("trunks", "heads")))}
+        assert changed, f"nothing trained in phase {active}"
+        assert changed <= allowed, f"phase {active} changed frozen exits: {sorted(changed - allowed)[:5]}"
+        assert any(k.startswith(f"heads.{active - 1}.") for k in changed)  # the newest exit trains
+        assert any("running_mean" in k for k in changed)
+        previous = state
