@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
                            overwrite=args.overwrite, info=info, log=lambda m: print(m, flush=True) if info.is_main else None)
     finally:
         if dist.is_initialized():
+            dist.barrier()  # no rank may tear down the group while another still talks to it
             dist.destroy_process_group()
     return 0
 

@@ -35,4 +35,6 @@ dist.all_gather_object(everyone, mine)
 if info.is_main:
     with open(sys.argv[1], "w") as f:
         json.dump({"world_size": info.world_size, "ranks": everyone}, f)
+del trainer  # release DDP's reducer before the process group goes away
+dist.barrier()
 dist.destroy_process_group()
