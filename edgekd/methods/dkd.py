@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from edgekd.methods.base import Method
-from edgekd.methods.losses import decoupled_kl
+from edgekd.methods.losses import decoupled_kl, early_exits_ce
 from edgekd.methods.registry import METHODS
 from edgekd.models import ExitOutputs
 
@@ -37,8 +37,6 @@ class DKD(Method):
         tckd, nckd = decoupled_kl(final, teacher_outs[0].logits[-1], target, p.temperature)
         ramp = min(epoch / p.warmup, 1.0) if p.warmup else 1.0
         scale = ramp * p.temperature**2
-        terms = {"ce": p.ce * F.cross_entropy(final, target),
-                 "tckd": scale * p.alpha * tckd.mean(), "nckd": scale * p.beta * nckd.mean()}
-        if len(student_out.logits) > 1:
-            terms["ce_early"] = p.early_ce * sum(F.cross_entropy(z, target) for z in student_out.logits[:-1])
-        return terms
+        return {"ce": p.ce * F.cross_entropy(final, target),
+                "tckd": scale * p.alpha * tckd.mean(), "nckd": scale * p.beta * nckd.mean(),
+                **early_exits_ce(student_out.logits, target, p.early_ce)}

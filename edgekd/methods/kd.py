@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from edgekd.methods.base import Method
-from edgekd.methods.losses import kd_loss
+from edgekd.methods.losses import early_exits_ce, kd_loss
 from edgekd.methods.registry import METHODS
 from edgekd.models import ExitOutputs
 
@@ -32,10 +32,8 @@ class KD(Method):
     def loss(self, student_out: ExitOutputs, teacher_outs: list[ExitOutputs], target: Tensor, *, epoch: int, step: int) -> dict[str, Tensor]:
         p: KDParams = self.params  # type: ignore[assignment]
         final, teacher_final = student_out.logits[-1], teacher_outs[0].logits[-1]
-        terms = {
+        return {
             "ce": p.gamma * F.cross_entropy(final, target),
             "kd": p.alpha * kd_loss(final, teacher_final, p.temperature),
+            **early_exits_ce(student_out.logits, target, p.early_ce),
         }
-        if len(student_out.logits) > 1:
-            terms["ce_early"] = p.early_ce * sum(F.cross_entropy(z, target) for z in student_out.logits[:-1])
-        return terms

@@ -31,3 +31,11 @@ def decoupled_kl(student_logits: Tensor, teacher_logits: Tensor, target: Tensor,
     log_q_t = F.log_softmax(teacher_logits.detach() / temperature - 1000.0 * mask, dim=1)
     nckd = (log_q_t.exp() * (log_q_t - log_q_s)).masked_fill(mask, 0.0).sum(1)
     return tckd, nckd
+
+
+def early_exits_ce(student_logits: list[Tensor], target: Tensor, weight: float) -> dict[str, Tensor]:
+    """`{"ce_early": weight * sum CE}` over every exit but the last (empty for a single-exit net):
+    how final-exit methods keep a multi-exit student's earlier exits usable."""
+    if len(student_logits) < 2:
+        return {}
+    return {"ce_early": weight * sum(F.cross_entropy(z, target) for z in student_logits[:-1])}
