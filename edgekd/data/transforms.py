@@ -27,16 +27,19 @@ def eval_transform(size: int, mean: Sequence[float], std: Sequence[float]) -> Ca
     return v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(size), *_finish(mean, std)])
 
 
+def _padded_crop_flip(size: int, padding: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
+    return v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size), v2.RandomCrop(size, padding=padding),
+                       v2.RandomHorizontalFlip(), *_finish(mean, std)])
+
+
 @PRESETS.register("cifar")
 def cifar(size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
-    return v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size), v2.RandomCrop(size, padding=4),
-                       v2.RandomHorizontalFlip(), *_finish(mean, std)])
+    return _padded_crop_flip(size, 4, mean, std)
 
 
 @PRESETS.register("tiny")
 def tiny(size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
-    return v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size), v2.RandomCrop(size, padding=8),
-                       v2.RandomHorizontalFlip(), *_finish(mean, std)])
+    return _padded_crop_flip(size, 8, mean, std)
 
 
 @PRESETS.register("imagenet")

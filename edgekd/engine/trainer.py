@@ -82,8 +82,9 @@ class Trainer:
         self.train_module: nn.Module = module
         if info.enabled:
             ids = [self.device.index or info.local_rank] if self.device.type == "cuda" else None
-            # Methods that train exits in phases leave the frozen ones without gradients for whole epochs.
-            phased = type(method).trainable_exits is not Method.trainable_exits
+            # A method that freezes exits in some epochs leaves them without gradients there.
+            phased = any(method.trainable_exits(e, cfg.epochs) not in (None, student.num_exits)
+                         for e in range(1, cfg.epochs + 1))
             self.train_module = DistributedDataParallel(module, device_ids=ids, find_unused_parameters=phased)
         self.amp_dtype = autocast_dtype(cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
