@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from edgekd.errors import EdgekdError
@@ -74,6 +75,14 @@ def cmd_recipe(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from edgekd.report import write_report
+
+    print(write_report(args.runs, args.out, plots=not args.no_plots))
+    print(f"\nwritten: {args.out / 'report.md'}" + ("" if args.no_plots else " and its plots"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from edgekd import __version__
     from edgekd.recipe import add_arguments
@@ -87,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("list", help="list recipes, models, methods or datasets")
     listing.add_argument("kind", choices=["recipes", "models", "methods", "datasets"])
     listing.set_defaults(func=cmd_list)
+    report = sub.add_parser("report", help="compare finished runs: per-exit accuracy table (mean ± std over seeds) and plots")
+    report.add_argument("runs", nargs="+", help="run folders (runs/kd_resnet18) or folders of runs (runs/)")
+    report.add_argument("--out", type=Path, default=Path("reports"), help="where report.md and the PNG plots go (default: reports)")
+    report.add_argument("--no-plots", action="store_true", help="write the markdown only")
+    report.set_defaults(func=cmd_report)
     doctor = sub.add_parser("doctor", help="versions, CUDA, TensorRT and onnxruntime providers")
     doctor.set_defaults(func=cmd_doctor)
     return parser

@@ -48,6 +48,7 @@ class ModelConfig(Section):
     exits: Union[Literal["all", "last"], list[int]] = "all"
     head: str = "bottleneck"
     width: float = Field(1.0, gt=0)
+    init: Optional[str] = Field(None, description="edgekd checkpoint whose stages and final classifier initialise this model")
 
 
 class TrainConfig(Section):
@@ -79,13 +80,28 @@ class TrainConfig(Section):
         return self
 
 
+# How a teacher's early-exit heads are trained on its frozen backbone unless `heads_train` says
+# otherwise: SDN's IC-only protocol (25 epochs, lr 1e-3, x0.1 at epoch 15), best epoch picked on the
+# ensemble since the final exit does not change.
+HEADS_TRAIN_DEFAULTS = {"epochs": 25, "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.0,
+                        "schedule": "multistep", "milestones": [15], "warmup_epochs": 0.0, "select": "ensemble"}
+
+
 class TeacherConfig(Section):
     """A frozen teacher: loaded from `checkpoint`, or trained with CE (and cached) when absent.
-    `train` holds overrides of the recipe's `train:` for training the teacher."""
+    `train` holds overrides of the recipe's `train:` for training the teacher.
+
+    A teacher with early exits (`model.exits` other than `last`, for OtO and MTKD-SSR) gets them one
+    of two ways: `exit_heads: frozen` trains the backbone as a plain classifier (or loads
+    `checkpoint`), then only the heads with CE on the frozen backbone (`heads_train`);
+    `exit_heads: joint` trains the whole multi-exit network from scratch with CE at every exit.
+    """
 
     model: ModelConfig
     checkpoint: Optional[str] = None
     train: TrainConfig = Field(default_factory=TrainConfig)
+    exit_heads: Literal["frozen", "joint"] = "frozen"
+    heads_train: TrainConfig = Field(default_factory=lambda: TrainConfig(**HEADS_TRAIN_DEFAULTS))
 
 
 class MethodConfig(BaseModel):
@@ -256,6 +272,8 @@ def resolve(raw: dict, *, profile: str | None = None, overrides: list[str] = (),
     for teacher in raw.get("teachers") or []:
         if isinstance(teacher, dict):
             teacher["train"] = deep_merge(inherited, teacher.get("train") or {})
+            heads_base = deep_merge({k: v for k, v in teacher["train"].items() if k != "seed"}, HEADS_TRAIN_DEFAULTS)
+            teacher["heads_train"] = deep_merge(heads_base, teacher.get("heads_train") or {})
     try:
         config = RecipeConfig.model_validate(raw)
     except ValidationError as err:

@@ -12,7 +12,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from edgekd.config import MethodConfig, RecipeConfig, dump_config
+from edgekd.config import DataConfig, MethodConfig, ModelConfig, RecipeConfig, dump_config
 from edgekd.data import DataSplits, build_data
 from edgekd.engine.distributed import DistInfo, EpochSampler, barrier
 from edgekd.engine.evaluate import evaluate
@@ -27,35 +27,77 @@ from edgekd.models import MultiExitNet, create_model
 RESULTS = "results.json"
 
 
-def teacher_dir(runs_dir: Path, config: RecipeConfig, index: int) -> Path:
-    """Cache folder of a trained teacher, keyed by (arch, dataset, hash of everything that shapes it)."""
-    teacher = config.teachers[index]
-    key = {"model": teacher.model.model_dump(mode="json"), "data": config.data.model_dump(mode="json", exclude={"root", "workers"}),
-           "train": teacher.train.model_dump(mode="json")}
+def _cache_dir(runs_dir: Path, model: ModelConfig, data: DataConfig, key: dict[str, Any]) -> Path:
+    """`runs/teachers/<arch>-<dataset>-<hash of everything that shapes the weights>`."""
+    key = {"model": model.model_dump(mode="json"), "data": data.model_dump(mode="json", exclude={"root", "workers"}), **key}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-    return runs_dir / "teachers" / f"{teacher.model.name}-{config.data.name}-{digest}"
+    return runs_dir / "teachers" / f"{model.name}-{data.name}-{digest}"
+
+
+def _file_identity(path: str) -> dict[str, Any]:
+    """What keys a cache on a checkpoint file: its resolved path, size and modification time."""
+    p = Path(path)
+    if not p.is_file():
+        raise EdgekdError(f"teacher checkpoint {path} does not exist")
+    stat = p.stat()
+    return {"path": str(p.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def teacher_dir(runs_dir: Path, config: RecipeConfig, index: int) -> Path:
+    """Cache folder of a teacher trained from scratch (single- or multi-exit)."""
+    teacher = config.teachers[index]
+    return _cache_dir(runs_dir, teacher.model, config.data, {"train": teacher.train.model_dump(mode="json")})
+
+
+def _train_cached(folder: Path, recipe: RecipeConfig, data: DataSplits, runs_dir: Path, info: DistInfo,
+                  log: Callable[[str], None], what: str) -> Path:
+    """Train `recipe` into the cache `folder` unless it is already there; its best checkpoint."""
+    if (folder / RESULTS).exists():
+        log(f"{what}: cached in {folder}")
+    else:
+        log(f"training {what} into {folder}")
+        train_and_evaluate(recipe, folder, runs_dir=runs_dir, resume=(folder / "checkpoints" / "last.pt").exists(),
+                           info=info, log=log, data=data)
+    return folder / "checkpoints" / "best.pt"
+
+
+def _prepare_teacher(config: RecipeConfig, index: int, data: DataSplits, runs_dir: Path, info: DistInfo,
+                     log: Callable[[str], None]) -> MultiExitNet:
+    teacher = config.teachers[index]
+    what = f"teacher {index + 1} ({teacher.model.name})"
+    expect = {"name": teacher.model.name, "num_classes": data.num_classes, "head": teacher.model.head, "width": teacher.model.width}
+    wanted = create_model(teacher.model.name, num_classes=data.num_classes, exits=teacher.model.exits,
+                          head=teacher.model.head, image_size=data.image_size, width=teacher.model.width).exit_stages
+    single = teacher.model.model_copy(update={"exits": "last"})
+    if teacher.checkpoint:
+        model, _ = load_model(teacher.checkpoint, expect=expect)
+        if model.exit_stages == wanted:
+            return model
+        if model.num_exits > 1 or teacher.exit_heads != "frozen":
+            raise EdgekdError(f"{teacher.checkpoint} has exits at stages {model.exit_stages}, the recipe asks for {wanted}. "
+                              f"Give a checkpoint with those exits, or a single-exit one with exit_heads: frozen")
+        backbone, identity = teacher.checkpoint, {"checkpoint": _file_identity(teacher.checkpoint)}
+    elif len(wanted) == 1 or teacher.exit_heads == "joint":
+        recipe = RecipeConfig(name="teacher", data=config.data, student=teacher.model, method=MethodConfig(name="ce"), train=teacher.train)
+        path = _train_cached(teacher_dir(runs_dir, config, index), recipe, data, runs_dir, info, log, what)
+        return load_model(path, expect=expect)[0]
+    else:
+        recipe = RecipeConfig(name="teacher", data=config.data, student=single, method=MethodConfig(name="ce"), train=teacher.train)
+        folder = _cache_dir(runs_dir, single, config.data, {"train": teacher.train.model_dump(mode="json")})
+        backbone = str(_train_cached(folder, recipe, data, runs_dir, info, log, f"{what} backbone"))
+        identity = {"backbone": folder.name}
+    heads_model = teacher.model.model_copy(update={"init": backbone})
+    recipe = RecipeConfig(name="teacher-exits", data=config.data, student=heads_model, method=MethodConfig(name="exit_heads"),
+                          train=teacher.heads_train)
+    folder = _cache_dir(runs_dir, teacher.model, config.data, {"heads_train": teacher.heads_train.model_dump(mode="json"), **identity})
+    path = _train_cached(folder, recipe, data, runs_dir, info, log, f"{what} exit heads on the frozen backbone")
+    return load_model(path, expect=expect)[0]
 
 
 def prepare_teachers(config: RecipeConfig, data: DataSplits, runs_dir: Path, info: DistInfo, log: Callable[[str], None]) -> list[MultiExitNet]:
-    """Each teacher from its checkpoint, from the teacher cache, or trained now with CE and cached."""
-    teachers = []
-    for i, teacher in enumerate(config.teachers):
-        expect = {"name": teacher.model.name, "num_classes": data.num_classes, "head": teacher.model.head, "width": teacher.model.width}
-        if teacher.checkpoint:
-            model, _ = load_model(teacher.checkpoint, expect=expect)
-        else:
-            folder = teacher_dir(runs_dir, config, i)
-            if not (folder / RESULTS).exists():
-                log(f"training teacher {i + 1} ({teacher.model.name}) into {folder}")
-                teacher_recipe = RecipeConfig(name=folder.name, data=config.data, student=teacher.model,
-                                              method=MethodConfig(name="ce"), train=teacher.train)
-                train_and_evaluate(teacher_recipe, folder, runs_dir=runs_dir, resume=(folder / "checkpoints" / "last.pt").exists(),
-                                   info=info, log=log, data=data)
-            else:
-                log(f"teacher {i + 1} ({teacher.model.name}): cached in {folder}")
-            model, _ = load_model(folder / "checkpoints" / "best.pt", expect=expect)
-        teachers.append(model)
-    return teachers
+    """Each teacher from its checkpoint, from the teacher cache, or trained now and cached. A
+    teacher with early exits gets them as `exit_heads` says (see TeacherConfig)."""
+    return [_prepare_teacher(config, i, data, runs_dir, info, log) for i in range(len(config.teachers))]
 
 
 def _prepare_run_dir(run_dir: Path, config: RecipeConfig, resume: bool, overwrite: bool, info: DistInfo) -> Path | None:
@@ -88,6 +130,18 @@ def _evaluate_split(model: MultiExitNet, dataset: Any, config: RecipeConfig, dev
     return evaluate(model, loader, device, info=info)
 
 
+def initialise_backbone(model: MultiExitNet, checkpoint: str) -> None:
+    """Load the stages and final classifier of an edgekd checkpoint of the same backbone."""
+    if not Path(checkpoint).is_file():
+        raise EdgekdError(f"init checkpoint {checkpoint} does not exist")
+    source, _ = load_model(checkpoint)
+    try:
+        model.load_backbone(source)
+    except (ValueError, RuntimeError) as err:
+        raise EdgekdError(f"init checkpoint {checkpoint} does not fit this model ({str(err).splitlines()[0]}); "
+                          f"it must hold the same backbone at the same width") from None
+
+
 def train_and_evaluate(
     config: RecipeConfig, run_dir: Path, *, runs_dir: Path, resume: bool = False, overwrite: bool = False,
     info: DistInfo = DistInfo(), log: Callable[[str], None] = print, data: DataSplits | None = None,
@@ -106,6 +160,8 @@ def train_and_evaluate(
     seed_everything(config.train.seed)  # the student's init must not depend on whether teachers were cached
     s = config.student
     student = create_model(s.name, num_classes=data.num_classes, exits=s.exits, head=s.head, image_size=data.image_size, width=s.width)
+    if s.init and resume_from is None:
+        initialise_backbone(student, s.init)
     method = build_method(config.method, student, teachers)
     metadata = {
         "config": config.model_dump(mode="json"),
@@ -119,7 +175,7 @@ def train_and_evaluate(
     last_record = trainer.fit(resume_from=resume_from)
     barrier(info)
 
-    results: dict[str, Any] = {"name": config.run_name, "exits": [e.to_dict() for e in student.exit_info]}
+    results: dict[str, Any] = {"name": config.run_name, "method": config.method.name, "exits": [e.to_dict() for e in student.exit_info]}
     last_epoch = last_record.get("epoch", config.train.epochs)
     results["last"] = {"epoch": last_epoch, "val": last_record.get("val") or _evaluate_split(student, data.val, config, trainer.device, info, config.data.workers),
                        "test": _evaluate_split(student, data.test, config, trainer.device, info, config.data.workers)}

@@ -14,6 +14,11 @@ def exit_table(results: dict[str, Any]) -> str:
                      f"{best['val']['top1'][i]:.2f}", f"{best['test']['top1'][i]:.2f}", f"{last['test']['top1'][i]:.2f}"])
     rows.append(["ens", "-", "-", "-", f"{best['val']['ensemble_top1']:.2f}", f"{best['test']['ensemble_top1']:.2f}",
                  f"{last['test']['ensemble_top1']:.2f}"])
+    return markdown_table(header, rows)
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A markdown table with right-aligned, padded columns (readable as plain text too)."""
     widths = [max(len(h), *(len(r[j]) for r in rows)) for j, h in enumerate(header)]
     line = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])

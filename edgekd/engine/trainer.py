@@ -82,9 +82,8 @@ class Trainer:
         self.train_module: nn.Module = module
         if info.enabled:
             ids = [self.device.index or info.local_rank] if self.device.type == "cuda" else None
-            # A method that freezes exits in some epochs leaves them without gradients there.
-            phased = any(method.trainable_exits(e, cfg.epochs) not in (None, student.num_exits)
-                         for e in range(1, cfg.epochs + 1))
+            # A method that freezes parts in some epochs leaves them without gradients there.
+            phased = any(method.trainable(e, cfg.epochs) is not None for e in range(1, cfg.epochs + 1))
             self.train_module = DistributedDataParallel(module, device_ids=ids, find_unused_parameters=phased)
         self.amp_dtype = autocast_dtype(cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -200,13 +199,11 @@ class Trainer:
                 "images_per_s": round(images_seen * self.info.world_size / elapsed, 2), "time_s": round(elapsed, 3)}
 
     def _apply_phase(self, epoch: int) -> None:
-        """Freeze the exits the method does not train this epoch; their BatchNorm stays in eval mode
-        so its running statistics do not drift while the weights are frozen."""
-        active = self.method.trainable_exits(epoch, self.cfg.epochs)
-        active = self.student.num_exits if active is None else active
+        """Freeze the trunks and heads the method does not train this epoch; their BatchNorm stays
+        in eval mode so its running statistics do not drift while the weights are frozen."""
+        plan = self.method.trainable(epoch, self.cfg.epochs)
         for k, (trunk, head) in enumerate(zip(self.student.trunks, self.student.heads)):
-            trains = k < active
-            for part in (trunk, head):
+            for part, trains in ((trunk, plan is None or k in plan.trunks), (head, plan is None or k in plan.heads)):
                 part.requires_grad_(trains)
                 part.train(trains)
 

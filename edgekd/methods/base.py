@@ -6,12 +6,27 @@ trained and checkpointed with the student. Teachers are frozen and in eval mode.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 from edgekd.models import ExitOutputs, MultiExitNet
+
+
+@dataclass(frozen=True)
+class Trainable:
+    """Which trunks and heads (0-based exit indices) train in an epoch. The trainer freezes the
+    others and keeps their BatchNorm in eval mode, so frozen running statistics do not drift."""
+
+    trunks: frozenset[int]
+    heads: frozenset[int]
+
+    @classmethod
+    def first_exits(cls, count: int) -> "Trainable":
+        """Trunks and heads of the `count` shallowest exits."""
+        return cls(frozenset(range(count)), frozenset(range(count)))
 
 
 class NoParams(BaseModel):
@@ -30,9 +45,8 @@ class Method(nn.Module):
         super().__init__()
         self.params = params
 
-    def trainable_exits(self, epoch: int, total_epochs: int) -> int | None:
-        """How many exits (shallow first) train in `epoch`: the trainer freezes the trunks and heads
-        of the others and keeps their BatchNorm in eval mode. None: everything trains."""
+    def trainable(self, epoch: int, total_epochs: int) -> Trainable | None:
+        """What trains in `epoch` (1-based); None: the whole student trains."""
         return None
 
     def loss(

@@ -39,3 +39,18 @@ def early_exits_ce(student_logits: list[Tensor], target: Tensor, weight: float) 
     if len(student_logits) < 2:
         return {}
     return {"ce_early": weight * sum(F.cross_entropy(z, target) for z in student_logits[:-1])}
+
+
+def match_spatial(student_map: Tensor, teacher_map: Tensor) -> tuple[Tensor, Tensor]:
+    """Average-pool whichever feature map is larger to the other's size (ResNet vs VGG strides differ)."""
+    hs, ht = student_map.shape[-2:], teacher_map.shape[-2:]
+    if hs == ht:
+        return student_map, teacher_map
+    size = (min(hs[0], ht[0]), min(hs[1], ht[1]))
+    return F.adaptive_avg_pool2d(student_map, size), F.adaptive_avg_pool2d(teacher_map, size)
+
+
+def entropy(logits: Tensor) -> Tensor:
+    """Per-sample entropy (nats) of softmax(logits)."""
+    log_p = F.log_softmax(logits, dim=1)
+    return -(log_p.exp() * log_p).sum(1)

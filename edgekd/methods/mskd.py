@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
-from edgekd.methods.base import Method
+from edgekd.methods.base import Method, Trainable
 from edgekd.methods.losses import kd_loss
 from edgekd.methods.registry import METHODS
 from edgekd.models import ExitOutputs, MultiExitNet
@@ -45,10 +45,12 @@ class MSKD(Method):
         self.num_exits = student.num_exits
         self.active = self.num_exits
 
-    def trainable_exits(self, epoch: int, total_epochs: int) -> int | None:
+    def trainable(self, epoch: int, total_epochs: int) -> Trainable | None:
         p: MSKDParams = self.params  # type: ignore[assignment]
-        self.active = phase_of(epoch, total_epochs, self.num_exits) if p.schedule == "phased" else self.num_exits
-        return self.active
+        if p.schedule == "joint":
+            return None
+        self.active = phase_of(epoch, total_epochs, self.num_exits)
+        return Trainable.first_exits(self.active)
 
     def loss(self, student_out: ExitOutputs, teacher_outs: list[ExitOutputs], target: Tensor, *, epoch: int, step: int) -> dict[str, Tensor]:
         p: MSKDParams = self.params  # type: ignore[assignment]

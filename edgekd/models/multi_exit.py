@@ -19,10 +19,15 @@ from edgekd.models.heads import HEADS
 
 
 class ExitOutputs(NamedTuple):
-    """Per-exit logits and the stage outputs the heads read, shallow -> deep."""
+    """Per-exit logits, the feature maps the heads read, and every stage's output, shallow -> deep.
+
+    `stages` equals `features` when every stage has an exit; a single-exit teacher still gives all
+    its stage outputs there, which is what feature-matching methods (Stagewise KD, MTKD-SSR) read.
+    """
 
     logits: list[Tensor]
     features: list[Tensor]
+    stages: list[Tensor] = []
 
 
 @dataclass(frozen=True)
@@ -101,12 +106,29 @@ class MultiExitNet(nn.Module):
         return shapes
 
     def forward(self, x: Tensor) -> ExitOutputs:
-        logits, features = [], []
+        logits, features, stages = [], [], []
         for trunk, head in zip(self.trunks, self.heads):
-            x = trunk(x)
+            for stage in trunk:
+                x = stage(x)
+                stages.append(x)
             features.append(x)
             logits.append(head(x))
-        return ExitOutputs(logits, features)
+        return ExitOutputs(logits, features, stages)
+
+    @property
+    def stage_modules(self) -> list[nn.Module]:
+        """The backbone's stages in order, whatever the exit layout."""
+        return [stage for trunk in self.trunks for stage in trunk]
+
+    def load_backbone(self, other: "MultiExitNet") -> None:
+        """Copy the stages and final classifier of `other` (same backbone, any exits) into this net,
+        e.g. to give a pretrained single-exit network early-exit heads."""
+        mine, theirs = self.stage_modules, other.stage_modules
+        if len(mine) != len(theirs):
+            raise ValueError(f"cannot load a {len(theirs)}-stage backbone into a {len(mine)}-stage one")
+        for target, source in zip(mine, theirs):
+            target.load_state_dict(source.state_dict())
+        self.heads[-1].load_state_dict(other.heads[-1].state_dict())
 
     def segments(self) -> list[Segment]:
         """Trunk k + head k for each exit, sharing weights with this net (for export)."""
