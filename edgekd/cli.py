@@ -83,6 +83,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from edgekd.export.formats import check_request
+
+    options = {"out": args.out, "opset": args.opset, "overwrite": args.overwrite or None, "fp16": args.fp16,
+               "int8": args.int8 or None, "calib_images": args.calib_images}
+    check_request(args.format, options)  # before importing torch: a typo fails at once
+    from edgekd.export.exporter import export
+
+    export(args.source, args.format, **options)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from edgekd import __version__
     from edgekd.recipe import add_arguments
@@ -96,6 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("list", help="list recipes, models, methods or datasets")
     listing.add_argument("kind", choices=["recipes", "models", "methods", "datasets"])
     listing.set_defaults(func=cmd_list)
+    from edgekd.export.formats import FORMATS
+
+    exporter = sub.add_parser("export", help="a finished run -> deploy bundle (ONNX, INT8 ONNX, TensorRT engines)",
+                              description="Formats: " + "; ".join(f"{f.name}: {f.summary} (options: {', '.join(f.options)})"
+                                                                  for f in FORMATS.values()))
+    exporter.add_argument("source", help="a run folder (runs/NAME), or an ONNX bundle for --format tensorrt")
+    exporter.add_argument("--format", default="onnx", help=f"one of {', '.join(FORMATS)} (default: onnx)")
+    exporter.add_argument("--out", type=Path, help="bundle folder (default: export/<run name>)")
+    exporter.add_argument("--opset", type=int, help="ONNX opset (default 17)")
+    exporter.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=None, help="tensorrt: FP16 engines (default on)")
+    exporter.add_argument("--int8", action="store_true", help="tensorrt: INT8 engines, calibrated on the bundle's calibration images")
+    exporter.add_argument("--calib-images", type=int, help="onnx-int8/tensorrt: training images used for calibration (default 256)")
+    exporter.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    exporter.set_defaults(func=cmd_export)
     report = sub.add_parser("report", help="compare finished runs: per-exit accuracy table (mean ± std over seeds) and plots")
     report.add_argument("runs", nargs="+", help="run folders (runs/kd_resnet18) or folders of runs (runs/)")
     report.add_argument("--out", type=Path, default=Path("reports"), help="where report.md and the PNG plots go (default: reports)")
@@ -107,8 +133,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        return _refuse_unknown(parser, args, unknown)
     return guarded(args.func, args)
+
+
+def _refuse_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace, unknown: list[str]) -> int:
+    """An unknown option gets the closest valid one of its subcommand instead of argparse's usage dump."""
+    from edgekd.registry import closest
+
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
+    valid = [o for action in sub._actions for o in action.option_strings if o.startswith("--")]
+    flag = unknown[0].split("=")[0]
+    hint = closest(flag, valid)
+    print(f"error: unknown option {flag} for 'edgekd {args.command}'" + (f"; did you mean {hint}?" if hint else "")
+          + f" Options: {', '.join(valid)}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -104,6 +104,20 @@ class TeacherConfig(Section):
     heads_train: TrainConfig = Field(default_factory=lambda: TrainConfig(**HEADS_TRAIN_DEFAULTS))
 
 
+class ExportConfig(Section):
+    """Export the finished run as a deploy bundle, as `edgekd export` would (same formats and options)."""
+
+    format: str = "onnx"
+    out: Optional[str] = Field(None, description="bundle folder (default: <--export-dir>/<run name>)")
+    opset: Optional[int] = None
+    calib_images: Optional[int] = None
+    fp16: Optional[bool] = None
+    int8: Optional[bool] = None
+
+    def options(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"format"})
+
+
 class MethodConfig(BaseModel):
     """`name` picks a registered method; the other keys are that method's parameters."""
 
@@ -126,6 +140,7 @@ class RecipeConfig(Section):
     student: ModelConfig
     method: MethodConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
+    export: Optional[ExportConfig] = None
 
     @property
     def run_name(self) -> str:
@@ -293,6 +308,10 @@ def _validate_names(config: RecipeConfig) -> None:
         MODELS.get(model.name)
         HEADS.get(model.head)
     build_params(config.method)
+    if config.export is not None:
+        from edgekd.export.formats import check_request
+
+        check_request(config.export.format, config.export.options())
 
 
 def load_recipe(name: str, *, profile: str | None = None, overrides: list[str] = ()) -> RecipeConfig:

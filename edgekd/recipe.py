@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs go (default: runs/)")
+    parser.add_argument("--export-dir", type=Path, default=Path("export"),
+                        help="where a recipe's `export:` section writes its bundle (default: export/)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,15 +35,33 @@ def run(args: argparse.Namespace) -> int:
     from edgekd.engine.trainer import resolve_device
 
     config = load_recipe(args.name, profile=args.profile, overrides=args.overrides)
+    bundle = _bundle_dir(config, args)
     info = init_distributed(resolve_device(config.train.device).type)
+    log = lambda m: print(m, flush=True) if info.is_main else None  # noqa: E731
     try:
-        train_and_evaluate(config, args.runs_dir / config.run_name, runs_dir=args.runs_dir, resume=args.resume,
-                           overwrite=args.overwrite, info=info, log=lambda m: print(m, flush=True) if info.is_main else None)
+        run_dir = args.runs_dir / config.run_name
+        train_and_evaluate(config, run_dir, runs_dir=args.runs_dir, resume=args.resume, overwrite=args.overwrite, info=info, log=log)
+        if bundle is not None and info.is_main:
+            from edgekd.export.exporter import export
+
+            export(run_dir, config.export.format, log=log, **{**config.export.options(), "out": bundle,
+                                                             "overwrite": args.overwrite or None})
     finally:
         if dist.is_initialized():
             dist.barrier()  # no rank may tear down the group while another still talks to it
             dist.destroy_process_group()
     return 0
+
+
+def _bundle_dir(config, args: argparse.Namespace) -> Path | None:  # noqa: ANN001 (RecipeConfig)
+    """Where the recipe's bundle goes; refused before any training if a bundle is already there."""
+    if config.export is None:
+        return None
+    bundle = Path(config.export.out) if config.export.out else args.export_dir / config.run_name
+    if bundle.exists() and any(bundle.iterdir()) and not args.overwrite:
+        raise EdgekdError(f"{bundle} already holds a bundle; this recipe would export over it. Pass --overwrite to replace "
+                          f"it, or --export-dir / --set export.out=... for another folder")
+    return bundle
 
 
 def main(argv: list[str] | None = None) -> int:

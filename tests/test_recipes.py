@@ -14,7 +14,7 @@ def runs_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("name", list_recipes())
 def test_smoke_profile_runs(name, runs_dir):
-    result = run_cli("recipe", name, "--profile", "smoke", "--runs-dir", str(runs_dir))
+    result = run_cli("recipe", name, "--profile", "smoke", "--runs-dir", str(runs_dir), "--export-dir", str(runs_dir / "export"))
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((runs_dir / f"{name}-smoke" / "results.json").read_text())
     assert all(0 <= a <= 100 for a in results["best"]["test"]["top1"])

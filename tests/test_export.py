@@ -1,0 +1,181 @@
+"""Export: a recipe's run -> ONNX (+ INT8) bundle with parity, manifest, hashes, TensorRT-parsable ops,
+and nothing half-written when something goes wrong."""
+import json
+import shutil
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from conftest import run_cli
+from edgekd.errors import EdgekdError
+from edgekd.export import exporter
+from edgekd.export.bundle import read_manifest
+from edgekd.export.onnx_graphs import GraphSpec, export_graph, graph_specs
+from edgekd.export.tensorrt_ops import TENSORRT_ONNX_OPS, unsupported_ops
+from edgekd.models import create_model
+
+
+@pytest.fixture(scope="module")
+def run_and_bundle(tmp_path_factory):
+    """oto_resnet18's smoke profile, whose `export:` section writes an onnx-int8 bundle."""
+    root = tmp_path_factory.mktemp("export")
+    result = run_cli("recipe", "oto_resnet18", "--profile", "smoke", "--runs-dir", str(root / "runs"), "--export-dir", str(root / "export"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root / "runs" / "oto_resnet18-smoke", root / "export" / "oto_resnet18-smoke"
+
+
+def _session(path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_bundle_holds_every_graph_with_manifest_and_parity(run_and_bundle):
+    _, bundle = run_and_bundle
+    manifest = read_manifest(bundle)
+    names = [f"segment_{k}" for k in range(1, 5)] + [f"prefix_{k}" for k in range(1, 5)] + ["full"]
+    assert list(manifest["graphs"]) == names
+    for name in names:
+        assert (bundle / f"{name}.onnx").is_file() and (bundle / "int8" / f"{name}.onnx").is_file()
+        parity = manifest["parity"][name]
+        assert parity["batches"] == [1, 2, 7] and parity["max_abs_logit_diff"] <= 1e-4 and parity["argmax_equal"]
+    assert manifest["input"]["shape"] == [3, 32, 32] and len(manifest["classes"]) == 10
+    assert len(manifest["preprocess"]["mean"]) == 3 and manifest["opset"] == 17
+    for info in manifest["exits"]:
+        assert info["params"] > 0 and info["flops"] > 0 and 0 <= info["val_top1"] <= 100
+    assert set(manifest["files"]) >= {f"{n}.onnx" for n in names} | {"calibration_images.npy"}
+    embedded = json.loads(onnx.load(str(bundle / "segment_2.onnx")).metadata_props[0].value)
+    assert embedded["exits"] == manifest["exits"] and embedded["classes"] == manifest["classes"]
+
+
+def test_chained_segments_equal_the_full_graph_at_any_batch(run_and_bundle):
+    _, bundle = run_and_bundle
+    full = _session(bundle / "full.onnx")
+    segments = [_session(bundle / f"segment_{k}.onnx") for k in range(1, 5)]
+    for batch in (3, 5):
+        x = np.random.default_rng(batch).standard_normal((batch, 3, 32, 32)).astype(np.float32)
+        expected = full.run(None, {"image": x})
+        feature = x
+        for k, session in enumerate(segments):
+            feature, logits = session.run(None, {session.get_inputs()[0].name: feature})
+            np.testing.assert_allclose(logits, expected[k], atol=1e-5)
+            prefix = _session(bundle / f"prefix_{k + 1}.onnx").run(None, {"image": x})[0]
+            np.testing.assert_allclose(prefix, expected[k], atol=1e-5)
+
+
+def test_int8_graphs_are_quantized_and_their_accuracy_recorded(run_and_bundle):
+    _, bundle = run_and_bundle
+    manifest = read_manifest(bundle)
+    ops = {n.op_type for n in onnx.load(str(bundle / "int8" / "segment_1.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    accuracy = manifest["int8"]["val_accuracy"]
+    assert len(accuracy["fp32"]["top1"]) == len(accuracy["int8"]["top1"]) == 4
+    assert accuracy["fp32"]["images"] == 128
+    calib = np.load(bundle / "calibration_images.npy")
+    assert calib.dtype == np.uint8 and calib.shape == (32, 3, 32, 32)
+
+
+def test_every_exported_op_is_one_tensorrt_parses(run_and_bundle, tmp_path):
+    _, bundle = run_and_bundle
+    for name in read_manifest(bundle)["graphs"]:
+        assert not unsupported_ops(bundle / f"{name}.onnx"), name
+    for arch in ("vgg8", "mobilenetv2", "wrn_16_2", "resnet20", "resnet50"):
+        net = create_model(arch, num_classes=10, width=0.25).eval()
+        for spec in graph_specs(net):
+            if spec.name.startswith("segment"):
+                export_graph(spec, tmp_path / spec.file, 17, torch.randn(2, *spec.input_shape))
+                ops = {n.op_type for n in onnx.load(str(tmp_path / spec.file)).graph.node}
+                assert ops <= TENSORRT_ONNX_OPS, (arch, spec.name, ops - TENSORRT_ONNX_OPS)
+
+
+def test_altered_or_truncated_files_are_refused_by_name(run_and_bundle, tmp_path):
+    _, bundle = run_and_bundle
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    data = (copy / "segment_3.onnx").read_bytes()
+    (copy / "segment_3.onnx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(EdgekdError, match="segment_3.onnx does not match its sha256"):
+        read_manifest(copy)
+    (copy / "segment_3.onnx").write_bytes(data[:100] + bytes([data[100] ^ 1]) + data[101:])
+    with pytest.raises(EdgekdError, match="segment_3.onnx"):
+        read_manifest(copy)
+    (copy / "segment_3.onnx").unlink()
+    with pytest.raises(EdgekdError, match="segment_3.onnx is missing"):
+        read_manifest(copy)
+
+
+def test_failed_export_leaves_nothing_and_keeps_the_old_bundle(run_and_bundle, tmp_path, monkeypatch):
+    run_dir, _ = run_and_bundle
+    out = tmp_path / "b"
+    exporter.export(run_dir, "onnx", out=out, log=lambda m: None)
+    before = read_manifest(out)["files"]
+
+    def broken(*args, **kwargs):
+        raise EdgekdError("parity failed")
+
+    monkeypatch.setattr(exporter, "check_parity", broken)
+    with pytest.raises(EdgekdError, match="parity failed"):
+        exporter.export(run_dir, "onnx", out=out, overwrite=True, log=lambda m: None)
+    assert read_manifest(out)["files"] == before  # the old bundle is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no partial folder left behind
+    with pytest.raises(EdgekdError, match="already holds a bundle"):
+        exporter.export(run_dir, "onnx", out=out, log=lambda m: None)
+
+
+def test_data_dependent_control_flow_fails_the_export(tmp_path):
+    class Branchy(nn.Module):
+        def forward(self, x):
+            return x * 2 if x.sum() > 0 else x
+
+    spec = GraphSpec("segment_1", Branchy(), (3, 4, 4), ["image"], ["logits_1"])
+    with pytest.raises(EdgekdError, match="input-dependent"):
+        export_graph(spec, tmp_path / "g.onnx", 17, torch.ones(2, 3, 4, 4))
+
+
+def test_cli_mistakes_get_one_line(run_and_bundle, tmp_path):
+    run_dir, bundle = run_and_bundle
+    for args, expected in ((["--format", "onnx-in8"], "did you mean 'onnx-int8'"), (["--fp32"], "did you mean --fp16"),
+                           (["--format", "onnx", "--int8"], "does not apply to format 'onnx'")):
+        result = run_cli("export", str(run_dir), "--out", str(tmp_path / "x"), *args)
+        assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr, result.stderr
+    not_a_run = run_cli("export", str(tmp_path))
+    assert not_a_run.returncode == 2 and "not a finished edgekd run" in not_a_run.stderr
+    again = run_cli("export", str(bundle), "--format", "onnx")
+    assert again.returncode == 2 and "already an exported bundle" in again.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_tensorrt_says_what_is_missing(run_and_bundle):
+    _, bundle = run_and_bundle
+    try:
+        import tensorrt  # noqa: F401
+        has_trt = True
+    except ImportError:
+        has_trt = False
+    if has_trt and torch.cuda.is_available():
+        pytest.skip("TensorRT and a GPU are present: the engine build test covers this machine")
+    result = run_cli("export", str(bundle), "--format", "tensorrt")
+    assert result.returncode == 2
+    assert ("TensorRT is not installed" in result.stderr) if not has_trt else ("no CUDA GPU is visible" in result.stderr)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="TensorRT engines are built on a CUDA GPU; none is visible")
+def test_tensorrt_engines_build_from_the_bundle(run_and_bundle, tmp_path):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install 'edgekd[tensorrt]')")
+    _, bundle = run_and_bundle
+    copy = tmp_path / "trt"
+    shutil.copytree(bundle, copy)
+    exporter.export(copy, "tensorrt", log=lambda m: None)
+    manifest = read_manifest(copy)
+    assert sorted(manifest["tensorrt"]["engines"]) == [f"segment_{k}" for k in range(1, 5)]
+    assert (copy / "tensorrt" / "timing.cache").is_file()
+
+
+def test_recipe_refuses_to_export_over_a_bundle_before_training(run_and_bundle, tmp_path):
+    _, bundle = run_and_bundle
+    result = run_cli("recipe", "oto_resnet18", "--profile", "smoke", "--runs-dir", str(tmp_path / "runs"),
+                     "--export-dir", str(bundle.parent))
+    assert result.returncode == 2 and "already holds a bundle" in result.stderr
+    assert not (tmp_path / "runs").exists()  # refused before any training
