@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from edgekd.export.bundle import read_manifest
+from edgekd.runtime.bench import median_seconds
 
 
 def session(path: Path, threads: int, spinning: bool) -> ort.InferenceSession:
@@ -32,15 +31,8 @@ def session(path: Path, threads: int, spinning: bool) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def median_ms(fn, repeats: int, warmup: int = 5) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+def median_ms(fn, repeats: int) -> float:
+    return 1e3 * median_seconds(fn, repeats, warmup=5)
 
 
 def chained(bundle: Path, manifest: dict, prefix: str, threads: int, spinning: bool):

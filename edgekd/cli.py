@@ -95,6 +95,50 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from edgekd.runtime import EarlyExitModel
+
+    model = EarlyExitModel(args.bundle, providers=args.providers, threads=args.threads, precision=args.precision)
+    result = model.predict([str(p) for p in args.images], mode=args.mode, exit=args.exit)
+    if args.json:
+        print(json.dumps({"predictions": [{"image": str(p), **r} for p, r in zip(args.images, result.to_records())],
+                          "timings_ms": {k: round(v * 1e3, 3) for k, v in result.timings.items()}}, indent=2))
+        return 0
+    for path, record in zip(args.images, result.to_records()):
+        print(f"{path}: {record['class']} (confidence {record['confidence']:.3f}, exit {record['exit']})")
+    print("time: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in result.timings.items()))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from edgekd.runtime.calibration import calibrate_bundle
+
+    if (args.target_drop is None) == (args.budget is None):
+        raise EdgekdError("give exactly one of --target-drop POINTS or --budget FRACTION")
+    calibrate_bundle(args.bundle, args.data, target_drop=args.target_drop, budget=args.budget, policy=args.policy,
+                     temperature=args.temperature, margin=args.margin)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from edgekd.runtime.bench import run_bench, save, summary_lines
+
+    report = run_bench(args.bundle, args.data, repeats=args.repeats, batch=args.batch, precision=args.precision,
+                       providers=args.providers, threads=args.threads, limit=args.limit)
+    print("\n".join(summary_lines(report)))
+    out = args.out or Path("reports") / f"bench-{Path(args.bundle).resolve().name}-{args.precision}"
+    print("written: " + ", ".join(str(p) for p in save(report, out)))
+    return 0
+
+
+def _runtime_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--providers", nargs="+", help="onnxruntime providers: cpu (default), cuda, tensorrt")
+    parser.add_argument("--threads", type=int, help="intra-op threads per session (default: all cores)")
+    parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32", help="graphs to run (int8 needs an onnx-int8 bundle)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from edgekd import __version__
     from edgekd.recipe import add_arguments
@@ -122,6 +166,33 @@ def build_parser() -> argparse.ArgumentParser:
     exporter.add_argument("--calib-images", type=int, help="onnx-int8/tensorrt: training images used for calibration (default 256)")
     exporter.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     exporter.set_defaults(func=cmd_export)
+    predict = sub.add_parser("predict", help="classify images with a bundle (early exits)")
+    predict.add_argument("bundle")
+    predict.add_argument("images", nargs="+", type=Path)
+    predict.add_argument("--mode", default="auto", choices=["auto", "early", "exit", "all"],
+                         help="early: calibrated thresholds; exit: always --exit K; all: every exit + ensemble; auto: early if calibrated")
+    predict.add_argument("--exit", type=int, help="with --mode exit: which exit (1-based)")
+    predict.add_argument("--json", action="store_true", help="machine-readable output")
+    _runtime_options(predict)
+    predict.set_defaults(func=cmd_predict)
+    calib = sub.add_parser("calibrate", help="choose exit thresholds on validation images and store them in the bundle")
+    calib.add_argument("bundle")
+    calib.add_argument("--data", required=True, type=Path, help="ImageFolder root: val/ is used, else the run's split of train/")
+    calib.add_argument("--target-drop", type=float, help="smallest cost within this many accuracy points of the final exit")
+    calib.add_argument("--budget", type=float, help="best accuracy within this fraction of the model's FLOPs")
+    calib.add_argument("--policy", default="max_prob", help="exit policy: max_prob, entropy, margin")
+    calib.add_argument("--temperature", action="store_true", help="fit a temperature per exit on the validation images first")
+    calib.add_argument("--margin", type=float, default=0.0, help="extra accuracy points held in reserve (binomial noise)")
+    calib.set_defaults(func=cmd_calibrate)
+    bench = sub.add_parser("bench", help="per-exit accuracy/latency, early-exit curve, oracle, calibrated point (JSON + PNG)")
+    bench.add_argument("bundle")
+    bench.add_argument("--data", required=True, type=Path, help="ImageFolder root; its test/ split is measured")
+    bench.add_argument("--repeats", type=int, default=50, help="timed repeats per latency (median)")
+    bench.add_argument("--batch", type=int, default=64, help="batch size of the throughput comparison")
+    bench.add_argument("--limit", type=int, help="use only the first N test images")
+    bench.add_argument("--out", type=Path, help="folder for bench.json and bench.png (default: reports/bench-<bundle>-<precision>)")
+    _runtime_options(bench)
+    bench.set_defaults(func=cmd_bench)
     report = sub.add_parser("report", help="compare finished runs: per-exit accuracy table (mean ± std over seeds) and plots")
     report.add_argument("runs", nargs="+", help="run folders (runs/kd_resnet18) or folders of runs (runs/)")
     report.add_argument("--out", type=Path, default=Path("reports"), help="where report.md and the PNG plots go (default: reports)")

@@ -7,7 +7,7 @@ from PIL import Image
 from edgekd.config import DataConfig
 from edgekd.data import build_data
 from edgekd.data.shapes import CLASSES, ShapesDataset
-from edgekd.data.splits import stratified_split
+from edgekd.splits import stratified_split
 from edgekd.errors import EdgekdError
 
 

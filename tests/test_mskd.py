@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from conftest import Snapshots, changed_keys
+from training_helpers import Snapshots, changed_keys
 from edgekd.config import DataConfig, MethodConfig, TrainConfig
 from edgekd.data import build_data
 from edgekd.engine.trainer import Trainer

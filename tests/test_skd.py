@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import Snapshots, changed_keys
+from training_helpers import Snapshots, changed_keys
 from edgekd.config import DataConfig, MethodConfig, TrainConfig
 from edgekd.data import build_data
 from edgekd.engine.trainer import Trainer

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 import torch
 
 from conftest import ROOT, run_cli
@@ -68,7 +67,7 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path):
 
     resumed = run_cli(*args, "--runs-dir", str(runs_b), "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resumed from" in resumed.stdout
+    assert "resumed from" in resumed.stdout
     a, b = _model_state(tmp_path / "a" / "ce_resnet18-smoke"), _model_state(runs_b / "ce_resnet18-smoke")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"

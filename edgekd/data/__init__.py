@@ -10,7 +10,8 @@ from typing import Any, Sequence
 
 from edgekd.data import cifar, imagefolder, shapes, tinyimagenet  # noqa: F401  (register datasets)
 from edgekd.data.registry import DATASETS, RawSplits
-from edgekd.data.splits import TransformedSubset, fraction_of, stratified_split
+from edgekd.data.splits import TransformedSubset
+from edgekd.splits import fraction_of, stratified_split
 from edgekd.data.transforms import eval_transform, train_transform
 from edgekd.errors import EdgekdError
 

@@ -1,0 +1,182 @@
+"""`edgekd bench`: accuracy, latency and early-exit behaviour of a bundle on a test split.
+
+Measures (CPU or the chosen provider; every latency is a median of repeated runs):
+- per exit: test top-1 and batch-1 latency of its prefix graph; the plain model is the final exit's;
+- the early-exit curve: a shared threshold swept over the score quantiles, with accuracy, mean FLOPs
+  and mean latency (from the measured per-segment latencies) at each point;
+- the calibrated thresholds (from `edgekd calibrate`): test accuracy, exit histogram, mean FLOPs,
+  the measured mean batch-1 latency over the test images, and batched throughput with compaction;
+- the oracle (each sample leaves at its earliest correct exit), the bound any policy stays under.
+Writes bench.json and, where matplotlib is installed, bench.png.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgekd.runtime.calibration import exit_costs, exit_logits, load_split
+from edgekd.runtime.model import EarlyExitModel
+from edgekd.runtime.thresholds import assign_exits, oracle, oracle_cost_at, outcome, shared_sweep
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def segment_latencies(model: EarlyExitModel, image: np.ndarray, repeats: int) -> list[float]:
+    """Batch-1 median seconds of each segment, fed the real output of the one before."""
+    x, out = image, []
+    for k in range(1, model.num_exits + 1):
+        session = model.session(f"segment_{k}")
+        name = session.get_inputs()[0].name
+        out.append(median_seconds(lambda: session.run(None, {name: x}), repeats))
+        x = session.run(None, {name: x})[0]
+    return out
+
+
+def run_bench(bundle: str | Path, data: str | Path, *, repeats: int = 50, batch: int = 64, precision: str = "fp32",
+              providers: list[str] | None = None, threads: int | None = None, limit: int | None = None,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    model = EarlyExitModel(bundle, providers=providers, threads=threads, precision=precision)
+    images, labels = load_split(model, Path(data), "test")
+    if limit:
+        images, labels = images[:limit], labels[:limit]
+    n, k_exits = len(labels), model.num_exits
+    logits = exit_logits(model, images)
+    scored = [model.scores(z, k) for k, z in enumerate(logits)]
+    scores = np.stack([s for _, s in scored])
+    correct = np.stack([p.argmax(1) == labels for p, _ in scored])
+    costs = exit_costs(model.manifest)
+    ensemble = np.mean([p for p, _ in scored], axis=0)
+
+    one = images[:1]
+    prefix_latency = [median_seconds(lambda k=k: model.session(f"prefix_{k}").run(None, {"image": one}), repeats)
+                      for k in range(1, k_exits + 1)]
+    seg_latency = segment_latencies(model, one, repeats)
+    path_latency = np.cumsum(seg_latency)
+    full_latency = prefix_latency[-1]
+    per_exit = [{"exit": k + 1, "test_top1": round(100.0 * correct[k].mean(), 3), "latency_ms": round(1e3 * prefix_latency[k], 4),
+                 "flops_fraction": round(float(model.manifest["exits"][k]["flops"] / model.manifest["exits"][-1]["flops"]), 4)}
+                for k in range(k_exits)]
+    curve = []
+    for t, result in shared_sweep(scores, correct, costs, count=41):
+        exits = assign_exits(scores, np.full(k_exits - 1, t))
+        curve.append({"threshold": round(t, 5), "accuracy": round(result.accuracy, 3), "flops_fraction": round(result.cost, 4),
+                      "latency_ms": round(1e3 * float(path_latency[exits].mean()), 4), "exit_counts": list(result.exit_counts)})
+    best_oracle = oracle(correct, costs)
+    report: dict[str, Any] = {
+        "bundle": str(bundle), "precision": precision, "providers": [str(p) for p in model.providers], "test_images": n,
+        "per_exit": per_exit, "ensemble_top1": round(100.0 * float((ensemble.argmax(1) == labels).mean()), 3),
+        "full_model": {"test_top1": per_exit[-1]["test_top1"], "latency_ms": round(1e3 * full_latency, 4)},
+        "segment_latency_ms": [round(1e3 * s, 4) for s in seg_latency], "curve": curve,
+        "oracle": {"accuracy": round(best_oracle.accuracy, 3), "flops_fraction": round(best_oracle.cost, 4),
+                   "exit_counts": list(best_oracle.exit_counts)},
+    }
+    if model.thresholds:
+        report["calibrated"] = _calibrated(model, images, labels, scores, correct, costs, path_latency, full_latency, batch, repeats)
+    return report
+
+
+def _calibrated(model: EarlyExitModel, images: np.ndarray, labels: np.ndarray, scores: np.ndarray, correct: np.ndarray,
+                costs: np.ndarray, path_latency: np.ndarray, full_latency: float, batch: int, repeats: int) -> dict[str, Any]:
+    """The calibrated operating point on test: accuracy, FLOPs, measured latency, throughput, the goals' ratios."""
+    thresholds = np.asarray(model.thresholds)
+    result = outcome(scores, correct, costs, thresholds)
+    # Measured: every test image alone through the early-exit loop (batch 1).
+    start = time.perf_counter()
+    for i in range(len(images)):
+        model.predict(images[i:i + 1], mode="early")
+    measured = (time.perf_counter() - start) / len(images)
+    # Batched: the early-exit loop with compaction vs the plain model, both at `batch`.
+    chunks = [images[i:i + batch] for i in range(0, len(images) - batch + 1, batch)]
+    plain = model.session(f"prefix_{model.num_exits}")
+    t_plain = median_seconds(lambda: [plain.run(None, {"image": c}) for c in chunks], max(3, repeats // 10), warmup=1)
+    t_early = median_seconds(lambda: [model.predict(c, mode="early") for c in chunks], max(3, repeats // 10), warmup=1)
+    full_accuracy = 100.0 * correct[-1].mean()
+    oracle_cost = oracle_cost_at(correct, costs, result.accuracy)
+    predicted_speedup = 1.0 / result.cost
+    return {
+        "thresholds": thresholds.tolist(), "policy": model.policy_name, "accuracy": round(result.accuracy, 3),
+        "accuracy_drop": round(full_accuracy - result.accuracy, 3), "flops_fraction": round(result.cost, 4),
+        "exit_counts": list(result.exit_counts),
+        "latency_ms_batch1": round(1e3 * measured, 4), "latency_ratio_vs_full": round(measured / full_latency, 4),
+        "latency_ms_predicted_from_segments": round(1e3 * float(path_latency[assign_exits(scores, thresholds)].mean()), 4),
+        "flops_predicted_speedup": round(predicted_speedup, 4), "measured_speedup": round(full_latency / measured, 4),
+        "speedup_realised": round((full_latency / measured) / predicted_speedup, 4),
+        "oracle_flops_fraction_at_same_accuracy": round(oracle_cost, 4),
+        "flops_saving_vs_oracle": round((1 - result.cost) / max(1e-9, 1 - oracle_cost), 4),
+        "batch": batch, "throughput_full": round(len(chunks) * batch / t_plain, 1),
+        "throughput_early": round(len(chunks) * batch / t_early, 1), "throughput_ratio": round(t_plain / t_early, 4),
+    }
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    lines = [f"{report['bundle']} ({report['precision']}) on {report['test_images']} test images",
+             "exit  top-1   latency ms  FLOPs"]
+    lines += [f"{e['exit']:>4}  {e['test_top1']:6.2f}  {e['latency_ms']:10.3f}  {e['flops_fraction']:.3f}" for e in report["per_exit"]]
+    lines.append(f" ens  {report['ensemble_top1']:6.2f}")
+    o = report["oracle"]
+    lines.append(f"oracle: {o['accuracy']:.2f}% at {o['flops_fraction']:.3f} of the FLOPs, exits {o['exit_counts']}")
+    c = report.get("calibrated")
+    if c:
+        lines += [
+            f"calibrated ({c['policy']}, thresholds {', '.join(f'{t:.3f}' for t in c['thresholds'])}): {c['accuracy']:.2f}% "
+            f"(drop {c['accuracy_drop']:+.2f} vs final exit), exits {c['exit_counts']}",
+            f"  batch 1: {c['latency_ms_batch1']:.3f} ms vs full {report['full_model']['latency_ms']:.3f} ms = "
+            f"{c['latency_ratio_vs_full']:.3f}x latency",
+            f"  FLOPs: {c['flops_fraction']:.3f} of the model; predicted speedup {c['flops_predicted_speedup']:.3f}x, measured "
+            f"{c['measured_speedup']:.3f}x ({100 * c['speedup_realised']:.1f}% realised)",
+            f"  FLOPs saved vs the oracle at the same accuracy: {100 * c['flops_saving_vs_oracle']:.1f}% "
+            f"(oracle needs {c['oracle_flops_fraction_at_same_accuracy']:.3f})",
+            f"  batch {c['batch']}: {c['throughput_early']:.0f} img/s early-exit vs {c['throughput_full']:.0f} img/s full = "
+            f"{c['throughput_ratio']:.3f}x",
+        ]
+    else:
+        lines.append("no calibrated thresholds in the bundle: run `edgekd calibrate` for the operating point")
+    return lines
+
+
+def save(report: dict[str, Any], out: Path) -> list[Path]:
+    """bench.json, and bench.png when matplotlib is available."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(report, indent=2))
+    written = [out / "bench.json"]
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return written
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    curve = report["curve"]
+    for ax, key, label in ((axes[0], "latency_ms", "mean latency per image, batch 1 (ms)"), (axes[1], "flops_fraction", "mean FLOPs (fraction of the model)")):
+        ax.plot([p[key] for p in curve], [p["accuracy"] for p in curve], ".-", label="shared threshold sweep")
+        ax.plot([report["full_model"]["latency_ms"] if key == "latency_ms" else 1.0], [report["full_model"]["test_top1"]], "ks", label="full model")
+        if key == "flops_fraction":
+            ax.plot([report["oracle"]["flops_fraction"]], [report["oracle"]["accuracy"]], "g*", markersize=12, label="oracle")
+        if report.get("calibrated"):
+            c = report["calibrated"]
+            ax.plot([c["latency_ms_batch1"] if key == "latency_ms" else c["flops_fraction"]], [c["accuracy"]], "r^", markersize=10, label="calibrated (measured)")
+        ax.set(xlabel=label, ylabel="test top-1 (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    counts = report["calibrated"]["exit_counts"] if report.get("calibrated") else report["oracle"]["exit_counts"]
+    axes[2].bar([f"exit {k + 1}" for k in range(len(counts))], counts)
+    axes[2].set(title="exit histogram (" + ("calibrated" if report.get("calibrated") else "oracle") + ")", ylabel="test images")
+    fig.tight_layout()
+    fig.savefig(out / "bench.png", dpi=110)
+    plt.close(fig)
+    return written + [out / "bench.png"]

@@ -1,0 +1,77 @@
+"""`edgekd calibrate`: pick the exit policy's thresholds on the validation split and store them in the bundle.
+
+Only validation images are used, never test: `val/` of the data root if it has one, otherwise the
+split the run itself carved from `train/` (same size and seed, from the manifest). The accuracy the
+thresholds promise carries binomial noise of about sqrt(p(1-p)/n); the command reports it, and
+`margin` holds that many extra points in reserve.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgekd.export.bundle import read_manifest, write_manifest
+from edgekd.runtime.folder import split_images
+from edgekd.runtime.images import open_image, preprocess
+from edgekd.runtime.model import EarlyExitModel
+from edgekd.runtime.policies import fit_temperature
+from edgekd.runtime.thresholds import binomial_se, calibrate
+from edgekd.errors import BadInput
+
+
+def load_split(model: EarlyExitModel, root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Preprocessed images and labels of `split` ('val' or 'test') under `root`, checked against the bundle's classes."""
+    root = Path(root)
+    paths, labels, classes = split_images(root, split, model.manifest.get("validation"))
+    if sorted(classes) != sorted(model.classes):
+        raise BadInput(f"the class folders under {root} ({', '.join(classes[:5])}...) are not the bundle's classes "
+                       f"({', '.join(model.classes[:5])}...)")
+    to_bundle = np.asarray([model.classes.index(name) for name in classes])  # folder order -> the bundle's label order
+    images = np.stack([preprocess(open_image(p), model.manifest["preprocess"]) for p in paths])
+    return images, to_bundle[labels]
+
+
+def exit_logits(model: EarlyExitModel, images: np.ndarray, batch: int = 256) -> list[np.ndarray]:
+    """Logits of every exit for every image, through the `full` graph."""
+    session = model.session("full")
+    chunks = [session.run(None, {"image": images[i:i + batch]}) for i in range(0, len(images), batch)]
+    return [np.concatenate([c[k] for c in chunks]) for k in range(model.num_exits)]
+
+
+def exit_costs(manifest: dict[str, Any]) -> np.ndarray:
+    """FLOPs of leaving at each exit (earlier heads included) as a fraction of the plain model."""
+    full = manifest["exits"][-1]["flops"]
+    return np.asarray([e["cumulative_flops"] / full for e in manifest["exits"]])
+
+
+def calibrate_bundle(bundle: str | Path, data: str | Path, *, target_drop: float | None = None, budget: float | None = None,
+                     policy: str = "max_prob", temperature: bool = False, margin: float = 0.0,
+                     log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Choose thresholds on validation images and write them (and the policy) into the bundle's manifest."""
+    model = EarlyExitModel(bundle)
+    images, labels = load_split(model, Path(data), "val")
+    logits = exit_logits(model, images)
+    temperatures = [fit_temperature(z, labels) for z in logits] if temperature else [1.0] * model.num_exits
+    model.temperatures = temperatures
+    scored = [model.scores(z, k, policy) for k, z in enumerate(logits)]
+    scores = np.stack([s for _, s in scored])
+    correct = np.stack([p.argmax(1) == labels for p, _ in scored])
+    costs = exit_costs(model.manifest)
+    thresholds, result = calibrate(scores, correct, costs, target_drop=target_drop, budget=budget, margin=margin)
+    final = 100.0 * correct[-1].mean()
+    se = binomial_se(result.accuracy, len(labels))
+    summary = {
+        "name": policy, "temperatures": temperatures, "objective": "target_drop" if target_drop is not None else "budget",
+        "target_drop": target_drop, "budget": budget, "margin": margin, "val_images": len(labels),
+        "val_accuracy": round(result.accuracy, 3), "val_final_exit_accuracy": round(final, 3),
+        "val_mean_cost": round(result.cost, 4), "val_exit_counts": list(result.exit_counts), "binomial_se": round(se, 3),
+    }
+    manifest = read_manifest(bundle)
+    manifest["policy"], manifest["thresholds"] = summary, [float(t) for t in thresholds]
+    write_manifest(Path(bundle), manifest)
+    log(f"{policy} thresholds {', '.join(f'{t:.4f}' for t in thresholds)} on {len(labels)} validation images: "
+        f"accuracy {result.accuracy:.2f}% (final exit {final:.2f}%, ±{se:.2f} binomial s.e.), mean cost {result.cost:.3f} of "
+        f"the model's FLOPs, exits taken {list(result.exit_counts)}")
+    return summary

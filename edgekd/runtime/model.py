@@ -1,0 +1,156 @@
+"""EarlyExitModel: run a bundle's segments in a chain, letting confident samples leave early.
+
+    model = EarlyExitModel("export/oto_resnet18")          # or EarlyExitModel.load(...)
+    result = model.predict(["cat.jpg", "dog.png"])           # paths, PIL images or float32 NCHW
+    result.labels, result.confidences, result.exits, result.timings
+
+Segment 1 runs on the whole batch; only the samples whose score is below the exit's threshold go
+on to segment 2, and so on, so a batch gets cheaper as it goes. No torch: numpy, Pillow and
+onnxruntime only.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgekd.export.bundle import read_manifest
+from edgekd.runtime.images import to_batch
+from edgekd.runtime.policies import policy as get_policy
+from edgekd.runtime.policies import softmax
+from edgekd.runtime.sessions import make_session, resolve_providers
+from edgekd.errors import BadInput
+
+MODES = ("auto", "early", "exit", "all")
+
+
+@dataclass
+class Prediction:
+    """Per sample: label, class name, confidence (the policy's score), exit taken (1-based) and the
+    probabilities of that exit; per call: seconds spent in each graph. `mode='all'` adds every
+    exit's probabilities and the ensemble (whose argmax is then the label)."""
+
+    labels: np.ndarray
+    class_names: list[str]
+    confidences: np.ndarray
+    exits: np.ndarray
+    probs: np.ndarray
+    timings: dict[str, float]
+    all_probs: list[np.ndarray] | None = None
+    ensemble: np.ndarray | None = None
+
+    def to_records(self) -> list[dict[str, Any]]:
+        return [{"label": int(l), "class": n, "confidence": round(float(c), 6), "exit": int(e)}
+                for l, n, c, e in zip(self.labels, self.class_names, self.confidences, self.exits)]
+
+
+class EarlyExitModel:
+    """A bundle ready to run. `precision='int8'` uses the bundle's INT8 graphs."""
+
+    def __init__(self, bundle: str | Path, *, providers: Sequence[str] | None = None, threads: int | None = None,
+                 precision: str = "fp32", verify: bool = True) -> None:
+        self.bundle = Path(bundle)
+        self.manifest = read_manifest(self.bundle, verify=verify)
+        if precision not in ("fp32", "int8"):
+            raise BadInput(f"precision must be 'fp32' or 'int8', got '{precision}'")
+        if precision == "int8" and "int8" not in self.manifest:
+            raise BadInput(f"{self.bundle} has no INT8 graphs; export it with --format onnx-int8")
+        self.precision = precision
+        self.graph_dir = self.bundle / (self.manifest["int8"]["dir"] if precision == "int8" else "")
+        self.providers = resolve_providers(providers, self.bundle)
+        self.threads = threads
+        self.num_exits = len(self.manifest["exits"])
+        self.classes: list[str] = list(self.manifest["classes"])
+        self._sessions: dict[str, Any] = {}
+        calibrated = self.manifest.get("thresholds") or None
+        self.policy_name: str = (self.manifest.get("policy") or {}).get("name", "max_prob")
+        self.thresholds: list[float] | None = list(calibrated) if calibrated else None
+        self.temperatures: list[float] = list((self.manifest.get("policy") or {}).get("temperatures") or [1.0] * self.num_exits)
+
+    @classmethod
+    def load(cls, bundle: str | Path, providers: Sequence[str] | None = None, threads: int | None = None, **kwargs: Any) -> "EarlyExitModel":
+        return cls(bundle, providers=providers, threads=threads, **kwargs)
+
+    def session(self, name: str) -> Any:
+        """The onnxruntime session of graph `name` (segment_k, prefix_k, full), created on first use."""
+        if name not in self._sessions:
+            self._sessions[name] = make_session(self.graph_dir / self.manifest["graphs"][name]["file"], self.providers, self.threads)
+        return self._sessions[name]
+
+    def scores(self, logits: np.ndarray, exit_index: int, policy: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, policy scores) of exit `exit_index` (0-based), temperature-scaled."""
+        probs = softmax(logits, self.temperatures[exit_index])
+        return probs, get_policy(policy or self.policy_name)(probs)
+
+    def predict(self, inputs: Any, *, mode: str = "auto", exit: int | None = None, thresholds: Sequence[float] | None = None,
+                policy: str | None = None) -> Prediction:
+        """Classify `inputs`. Modes: `early` (threshold policy), `exit` (always leave at `exit`, 1-based),
+        `all` (every exit plus the ensemble), `auto` (early when thresholds exist, else the final exit)."""
+        if mode not in MODES:
+            raise BadInput(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
+        batch = to_batch(inputs, self.manifest)
+        thresholds = list(thresholds) if thresholds is not None else self.thresholds
+        if mode == "auto":
+            mode, exit = ("early", None) if thresholds else ("exit", self.num_exits)
+        if mode == "early":
+            if not thresholds:
+                raise BadInput(f"{self.bundle} has no calibrated thresholds: run `edgekd calibrate {self.bundle} --data ...`, "
+                               f"pass thresholds=[...], or use mode='exit' / mode='all'")
+            if len(thresholds) < self.num_exits - 1:
+                raise BadInput(f"need a threshold for each of the {self.num_exits - 1} early exits, got {len(thresholds)}")
+            return self._early(batch, thresholds, policy)
+        if mode == "exit":
+            if exit is None or not 1 <= exit <= self.num_exits:
+                raise BadInput(f"mode='exit' needs exit=1..{self.num_exits}, got {exit}")
+            return self._fixed(batch, exit, policy)
+        return self._all(batch, policy)
+
+    def _early(self, batch: np.ndarray, thresholds: Sequence[float], policy: str | None) -> Prediction:
+        n = len(batch)
+        labels, exits = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        confidences = np.zeros(n)
+        probs_taken = np.zeros((n, len(self.classes)))
+        timings: dict[str, float] = {}
+        remaining, x = np.arange(n), batch
+        for k in range(self.num_exits):
+            name = f"segment_{k + 1}"
+            session = self.session(name)
+            start = time.perf_counter()
+            feature, logits = session.run(None, {session.get_inputs()[0].name: x})
+            timings[name] = time.perf_counter() - start
+            probs, score = self.scores(logits, k, policy)
+            done = np.ones(len(x), bool) if k == self.num_exits - 1 else score >= thresholds[k]
+            idx = remaining[done]
+            labels[idx], confidences[idx], exits[idx], probs_taken[idx] = probs[done].argmax(1), score[done], k + 1, probs[done]
+            remaining, x = remaining[~done], feature[~done]
+            if not len(remaining):
+                break
+        timings["total"] = sum(timings.values())
+        return Prediction(labels, [self.classes[i] for i in labels], confidences, exits, probs_taken, timings)
+
+    def _fixed(self, batch: np.ndarray, exit: int, policy: str | None) -> Prediction:
+        name = f"prefix_{exit}"
+        session = self.session(name)
+        start = time.perf_counter()
+        (logits,) = session.run(None, {"image": batch})
+        timings = {name: time.perf_counter() - start}
+        timings["total"] = timings[name]
+        probs, score = self.scores(logits, exit - 1, policy)
+        labels = probs.argmax(1)
+        return Prediction(labels, [self.classes[i] for i in labels], score, np.full(len(batch), exit), probs, timings)
+
+    def _all(self, batch: np.ndarray, policy: str | None) -> Prediction:
+        session = self.session("full")
+        start = time.perf_counter()
+        logits = session.run(None, {"image": batch})
+        timings = {"full": time.perf_counter() - start}
+        timings["total"] = timings["full"]
+        all_probs = [self.scores(z, k, policy)[0] for k, z in enumerate(logits)]
+        ensemble = np.mean(all_probs, axis=0)
+        labels = ensemble.argmax(1)
+        score = get_policy(policy or self.policy_name)(ensemble)
+        return Prediction(labels, [self.classes[i] for i in labels], score, np.full(len(batch), self.num_exits), ensemble,
+                          timings, all_probs=all_probs, ensemble=ensemble)

@@ -1,0 +1,122 @@
+"""Choosing per-exit thresholds from every exit's scores on validation data (pure numpy).
+
+A sample leaves at the first exit k whose score reaches threshold k (the last exit takes the rest).
+Its cost is the FLOPs of the path to that exit, heads of the earlier exits included, as a fraction
+of the plain model (the final exit alone), so 1.0 is the cost of not exiting early.
+
+Search (`calibrate`):
+1. Candidate thresholds per exit are the quantiles of that exit's scores (plus "never exit").
+2. A shared threshold is swept over all candidates; the best point that meets the constraint starts
+3. coordinate descent: each exit's threshold in turn is set to the candidate that most improves the
+   objective with the others held, until a full pass changes nothing.
+Objectives: `target_drop` - the smallest mean cost whose accuracy is within `target_drop` points
+of the final exit's (plus `margin`); `budget` - the best accuracy whose mean cost is at most `budget`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgekd.errors import BadInput
+
+NEVER = 1.0 + 1e-9  # a threshold no score in [0, 1] reaches
+
+
+@dataclass(frozen=True)
+class Outcome:
+    accuracy: float  # %
+    cost: float  # mean fraction of the plain model's FLOPs
+    exit_counts: tuple[int, ...]
+
+
+def assign_exits(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """0-based exit of every sample. `scores`: (K, N); `thresholds`: (K-1,)."""
+    leaves = scores[:-1] >= thresholds[:, None]
+    leaves = np.vstack([leaves, np.ones((1, scores.shape[1]), bool)])
+    return leaves.argmax(axis=0)
+
+
+def outcome(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, thresholds: np.ndarray) -> Outcome:
+    exits = assign_exits(scores, thresholds)
+    n = scores.shape[1]
+    return Outcome(float(100.0 * correct[exits, np.arange(n)].mean()), float(costs[exits].mean()),
+                   tuple(np.bincount(exits, minlength=len(costs)).tolist()))
+
+
+def candidates(scores: np.ndarray, count: int = 101) -> list[np.ndarray]:
+    return [np.unique(np.append(np.quantile(s, np.linspace(0, 1, count)), NEVER)) for s in scores[:-1]]
+
+
+def shared_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, count: int = 101) -> list[tuple[float, Outcome]]:
+    """(threshold, outcome) for one threshold shared by every early exit, over the scores' quantiles."""
+    grid = np.unique(np.append(np.quantile(scores[:-1], np.linspace(0, 1, count)), NEVER))
+    return [(float(t), outcome(scores, correct, costs, np.full(len(scores) - 1, t))) for t in grid]
+
+
+def _better(a: Outcome, b: Outcome | None, objective: str, limit: float) -> bool:
+    """Is `a` feasible and better than `b` (None: nothing feasible yet)?"""
+    if objective == "target_drop":
+        if a.accuracy < limit:
+            return False
+        return b is None or (a.cost, -a.accuracy) < (b.cost, -b.accuracy)
+    if a.cost > limit:
+        return False
+    return b is None or (-a.accuracy, a.cost) < (-b.accuracy, b.cost)
+
+
+def calibrate(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, *, target_drop: float | None = None,
+              budget: float | None = None, margin: float = 0.0) -> tuple[np.ndarray, Outcome]:
+    """Thresholds (K-1,) and their validation outcome for the objective (exactly one of target_drop, budget)."""
+    if (target_drop is None) == (budget is None):
+        raise BadInput("give exactly one of target_drop (accuracy points) or budget (fraction of the model's FLOPs)")
+    objective = "target_drop" if target_drop is not None else "budget"
+    final_accuracy = 100.0 * correct[-1].mean()
+    limit = final_accuracy - target_drop + margin if objective == "target_drop" else float(budget)
+    best_t, best = None, None
+    for t, result in shared_sweep(scores, correct, costs):
+        if _better(result, best, objective, limit):
+            best_t, best = np.full(len(scores) - 1, t), result
+    if best is None:
+        if objective == "budget":
+            raise BadInput(f"no thresholds keep the mean cost within budget {budget:.2f}: even leaving every sample at "
+                           f"exit 1 costs {costs[0]:.2f} of the model")
+        best_t, best = np.full(len(scores) - 1, NEVER), outcome(scores, correct, costs, np.full(len(scores) - 1, NEVER))
+    options = candidates(scores)
+    improved = True
+    while improved:
+        improved = False
+        for k, values in enumerate(options):
+            for value in values:
+                trial = best_t.copy()
+                trial[k] = value
+                result = outcome(scores, correct, costs, trial)
+                if _better(result, best, objective, limit):
+                    best_t, best, improved = trial, result, True
+    return best_t, best
+
+
+def oracle(correct: np.ndarray, costs: np.ndarray) -> Outcome:
+    """Every sample leaves at its earliest correct exit (samples no exit gets right leave at exit 1)."""
+    any_correct = correct.any(axis=0)
+    exits = np.where(any_correct, correct.argmax(axis=0), 0)
+    return Outcome(float(100.0 * any_correct.mean()), float(costs[exits].mean()), tuple(np.bincount(exits, minlength=len(costs)).tolist()))
+
+
+def oracle_cost_at(correct: np.ndarray, costs: np.ndarray, accuracy: float) -> float:
+    """The least mean cost at which an oracle reaches `accuracy` (%): from the oracle's assignment,
+    the samples whose earliest correct exit is dearest are sent to exit 1 until only `accuracy` remains."""
+    any_correct = correct.any(axis=0)
+    n = correct.shape[1]
+    per_sample = np.where(any_correct, costs[correct.argmax(axis=0)], costs[0])
+    keep = int(np.ceil(accuracy / 100.0 * n - 1e-9))
+    dear_first = np.sort(per_sample[any_correct])[::-1]
+    dropped = max(0, len(dear_first) - keep)
+    total = per_sample.sum() - dear_first[:dropped].sum() + dropped * costs[0]
+    return float(total / n)
+
+
+def binomial_se(accuracy: float, n: int) -> float:
+    """Standard error (points) of an accuracy (%) measured on n samples."""
+    p = accuracy / 100.0
+    return float(100.0 * np.sqrt(max(p * (1 - p), 1e-12) / max(n, 1)))

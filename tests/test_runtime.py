@@ -1,0 +1,154 @@
+"""The early-exit runtime on the committed tiny bundle: torch-free, exits and compaction, modes,
+providers, calibration and bench. Runs without torch (CI runs it in a Python 3.10 runtime-only venv)."""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from conftest import ROOT, run_cli
+from edgekd.errors import BadInput, EdgekdError
+from edgekd.runtime import EarlyExitModel
+from edgekd.runtime.calibration import exit_logits, load_split
+from edgekd.runtime.thresholds import NEVER
+
+BUNDLE = ROOT / "tests" / "data" / "tiny_bundle"
+IMAGES = ROOT / "tests" / "data" / "shapes_images"
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    """A private copy, since calibration writes into the manifest."""
+    return shutil.copytree(BUNDLE, tmp_path / "bundle")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return EarlyExitModel(BUNDLE)
+
+
+@pytest.fixture(scope="module")
+def test_images(model):
+    return load_split(model, IMAGES, "test")
+
+
+def test_runtime_never_imports_torch():
+    code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now raises ImportError
+            "from edgekd.runtime import EarlyExitModel\n"
+            "import edgekd.runtime.bench, edgekd.runtime.calibration, edgekd.cli\n"
+            "import numpy as np\n"
+            f"m = EarlyExitModel(r'{BUNDLE}')\n"
+            "r = m.predict(np.zeros((2, 3, 32, 32), np.float32), mode='all')\n"
+            "assert [k for k in sys.modules if k == 'torch' or k.startswith('torch.')] == ['torch']\n"
+            "print('ok', r.labels.shape)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0 and "ok (2,)" in result.stdout, result.stderr
+
+
+def test_all_mode_matches_full_graph_and_the_ensemble(model, test_images):
+    images, labels = test_images
+    logits = exit_logits(model, images)
+    result = model.predict(images[:20], mode="all")
+    for k in range(model.num_exits):
+        np.testing.assert_allclose(result.all_probs[k].argmax(1), logits[k][:20].argmax(1))
+    np.testing.assert_array_equal(result.labels, np.mean(result.all_probs, axis=0).argmax(1))
+
+
+def test_thresholds_route_samples_and_compaction_keeps_their_order(model, test_images):
+    images, _ = test_images
+    logits = exit_logits(model, images)
+    everyone_first = model.predict(images, mode="early", thresholds=[0.0] * 3)
+    assert (everyone_first.exits == 1).all() and list(everyone_first.timings) == ["segment_1", "total"]
+    np.testing.assert_array_equal(everyone_first.labels, logits[0].argmax(1))
+    nobody_early = model.predict(images, mode="early", thresholds=[NEVER] * 3)
+    assert (nobody_early.exits == 4).all()
+    np.testing.assert_array_equal(nobody_early.labels, logits[3].argmax(1))
+    # Mixed: each sample's label is the argmax of the exit it took, whatever happened to the others.
+    mixed = model.predict(images, mode="early", thresholds=[0.5, 0.4, 0.3])
+    assert len(set(mixed.exits.tolist())) > 1
+    for i, k in enumerate(mixed.exits):
+        assert mixed.labels[i] == logits[k - 1][i].argmax()
+        assert mixed.confidences[i] == pytest.approx(mixed.probs[i].max())
+    for i in range(0, len(images), 17):  # alone or in a batch, a sample leaves at the same exit
+        alone = model.predict(images[i:i + 1], mode="early", thresholds=[0.5, 0.4, 0.3])
+        assert alone.exits[0] == mixed.exits[i] and alone.labels[0] == mixed.labels[i]
+
+
+def test_fixed_exit_and_auto_modes(model, test_images):
+    images, _ = test_images
+    logits = exit_logits(model, images[:10])
+    second = model.predict(images[:10], mode="exit", exit=2)
+    assert (second.exits == 2).all()
+    np.testing.assert_array_equal(second.labels, logits[1].argmax(1))
+    auto = model.predict(images[:10])  # uncalibrated: the final exit
+    assert (auto.exits == 4).all()
+    with pytest.raises(BadInput, match="no calibrated thresholds"):
+        model.predict(images[:1], mode="early")
+    with pytest.raises(ValueError, match="exit=1..4"):
+        model.predict(images[:1], mode="exit", exit=7)
+
+
+def test_policies_and_int8(test_images):
+    images, _ = test_images
+    for name in ("max_prob", "entropy", "margin"):
+        result = EarlyExitModel(BUNDLE).predict(images[:8], mode="early", thresholds=[0.6] * 3, policy=name)
+        assert ((0 <= result.confidences) & (result.confidences <= 1)).all()
+    with pytest.raises(EdgekdError, match="unknown exit policy"):
+        EarlyExitModel(BUNDLE).predict(images[:1], mode="early", thresholds=[0.5] * 3, policy="maxprob")
+    int8 = EarlyExitModel(BUNDLE, precision="int8")
+    fp32 = EarlyExitModel(BUNDLE)
+    for p32, p8 in zip(fp32.predict(images, mode="all").all_probs, int8.predict(images, mode="all").all_probs):
+        assert np.abs(p32 - p8).mean() < 0.02  # the tiny model's flat outputs make argmax agreement a poor measure
+
+
+def test_providers_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="not available here"):
+        EarlyExitModel(BUNDLE, providers=["tensorrt"]) if "TensorrtExecutionProvider" not in ort.get_available_providers() \
+            else pytest.skip("TensorRT EP present")
+    assert EarlyExitModel(BUNDLE, providers=["cpu"], threads=1).providers == ["CPUExecutionProvider"]
+
+
+def test_calibrate_meets_its_target_on_validation_and_writes_the_manifest(bundle):
+    result = run_cli("calibrate", str(bundle), "--data", str(IMAGES), "--target-drop", "1.0")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    policy = manifest["policy"]
+    assert len(manifest["thresholds"]) == 3 and policy["val_images"] == 60
+    assert policy["val_accuracy"] >= policy["val_final_exit_accuracy"] - 1.0
+    assert policy["val_mean_cost"] <= 1.0 + 1e-9 or policy["val_exit_counts"][-1] == 60
+    model = EarlyExitModel(bundle)  # hashes still verify after the manifest was rewritten
+    assert model.thresholds == manifest["thresholds"]
+    budget = run_cli("calibrate", str(bundle), "--data", str(IMAGES), "--budget", "0.6", "--policy", "entropy", "--temperature")
+    assert budget.returncode == 0, budget.stderr
+    policy = json.loads((bundle / "manifest.json").read_text())["policy"]
+    assert policy["val_mean_cost"] <= 0.6 and policy["name"] == "entropy" and len(policy["temperatures"]) == 4
+
+
+def test_bench_writes_json_and_png(bundle, tmp_path):
+    assert run_cli("calibrate", str(bundle), "--data", str(IMAGES), "--target-drop", "2").returncode == 0
+    result = run_cli("bench", str(bundle), "--data", str(IMAGES), "--repeats", "5", "--batch", "16", "--out", str(tmp_path / "b"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert report["test_images"] == 60 and len(report["per_exit"]) == 4
+    assert report["oracle"]["accuracy"] >= max(e["test_top1"] for e in report["per_exit"])
+    calibrated = report["calibrated"]
+    assert sum(calibrated["exit_counts"]) == 60 and calibrated["throughput_early"] > 0
+    assert report["curve"][0]["flops_fraction"] <= report["curve"][-1]["flops_fraction"] + 1e-9
+    if (tmp_path / "b" / "bench.png").exists():
+        assert (tmp_path / "b" / "bench.png").read_bytes()[:4] == b"\x89PNG"
+    assert "oracle:" in result.stdout and "img/s" in result.stdout
+
+
+def test_predict_cli(tmp_path):
+    image = next((IMAGES / "test").glob("*/*.png"))
+    result = run_cli("predict", str(BUNDLE), str(image), "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["predictions"][0]["exit"] == 4 and out["predictions"][0]["class"] in EarlyExitModel(BUNDLE).classes
+    missing = run_cli("predict", str(BUNDLE), str(tmp_path / "nope.png"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    not_bundle = run_cli("predict", str(tmp_path), str(image))
+    assert not_bundle.returncode == 2 and "not an edgekd bundle" in not_bundle.stderr

@@ -1,0 +1,77 @@
+"""Threshold search, the oracle, policies and temperature scaling on small hand-checked cases."""
+import math
+
+import numpy as np
+import pytest
+
+from edgekd.runtime.policies import POLICIES, fit_temperature, softmax
+from edgekd.runtime.thresholds import NEVER, assign_exits, binomial_se, calibrate, oracle, oracle_cost_at, outcome
+
+# 3 exits, 4 samples. Exit 1 is right on samples 0 and 1 and sure of both; exit 2 also on 2; exit 3 on all but 3.
+SCORES = np.array([[0.9, 0.8, 0.3, 0.2],
+                   [0.95, 0.9, 0.85, 0.3],
+                   [0.99, 0.99, 0.9, 0.4]])
+CORRECT = np.array([[1, 1, 0, 0],
+                    [1, 1, 1, 0],
+                    [1, 1, 1, 0]], bool)
+COSTS = np.array([0.3, 0.6, 1.05])
+
+
+def test_exits_and_outcome_by_hand():
+    np.testing.assert_array_equal(assign_exits(SCORES, np.array([0.75, 0.8])), [0, 0, 1, 2])
+    result = outcome(SCORES, CORRECT, COSTS, np.array([0.75, 0.8]))
+    assert result.accuracy == 75.0 and result.cost == pytest.approx((0.3 + 0.3 + 0.6 + 1.05) / 4)
+    assert result.exit_counts == (2, 1, 1)
+    assert outcome(SCORES, CORRECT, COSTS, np.array([NEVER, NEVER])).exit_counts == (0, 0, 4)
+
+
+def test_target_drop_finds_the_cheapest_point_that_keeps_accuracy():
+    thresholds, result = calibrate(SCORES, CORRECT, COSTS, target_drop=0.0)
+    assert result.accuracy == 75.0  # the final exit's accuracy
+    # Samples 0, 1 leave at exit 1 and sample 2 at exit 2. Sample 3 is wrong everywhere, but it cannot
+    # leave at exit 1 without sample 2 (higher score there) leaving too; the cheapest is exit 2 (t2 <= 0.3).
+    assert result.cost == pytest.approx((0.3 + 0.3 + 0.6 + 0.6) / 4)
+    assert outcome(SCORES, CORRECT, COSTS, thresholds) == result
+
+
+def test_budget_finds_the_best_accuracy_within_cost():
+    _, result = calibrate(SCORES, CORRECT, COSTS, budget=0.3)
+    assert result.cost <= 0.3 and result.accuracy == 50.0  # all at exit 1
+    with pytest.raises(ValueError, match="within budget"):
+        calibrate(SCORES, CORRECT, COSTS, budget=0.2)
+    with pytest.raises(ValueError, match="exactly one"):
+        calibrate(SCORES, CORRECT, COSTS)
+
+
+def test_margin_demands_more_accuracy():
+    _, without = calibrate(SCORES, CORRECT, COSTS, target_drop=25.0)
+    _, with_margin = calibrate(SCORES, CORRECT, COSTS, target_drop=25.0, margin=25.0)
+    assert without.accuracy == 50.0 and with_margin.accuracy == 75.0 and with_margin.cost > without.cost
+
+
+def test_oracle_and_its_cost_at_a_lower_accuracy():
+    best = oracle(CORRECT, COSTS)
+    assert best.accuracy == 75.0 and best.cost == pytest.approx((0.3 + 0.3 + 0.6 + 0.3) / 4)
+    # At 50%: drop the dearest correct sample (sample 2, 0.6) to exit 1.
+    assert oracle_cost_at(CORRECT, COSTS, 50.0) == pytest.approx(0.3)
+    assert oracle_cost_at(CORRECT, COSTS, 75.0) == pytest.approx(best.cost)
+
+
+def test_policies_by_hand():
+    probs = np.array([[0.7, 0.2, 0.1], [1 / 3, 1 / 3, 1 / 3]])
+    np.testing.assert_allclose(POLICIES.get("max_prob")(probs), [0.7, 1 / 3])
+    np.testing.assert_allclose(POLICIES.get("margin")(probs), [0.5, 0.0], atol=1e-12)
+    h = -(0.7 * math.log(0.7) + 0.2 * math.log(0.2) + 0.1 * math.log(0.1))
+    np.testing.assert_allclose(POLICIES.get("entropy")(probs), [1 - h / math.log(3), 0.0], atol=1e-9)
+
+
+def test_temperature_fit_recovers_the_true_temperature():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, size=(4000, 10))
+    probs = softmax(logits, 2.5)  # labels drawn from the logits at T = 2.5
+    labels = np.array([rng.choice(10, p=p) for p in probs])
+    assert fit_temperature(logits, labels) == pytest.approx(2.5, rel=0.1)
+
+
+def test_binomial_standard_error():
+    assert binomial_se(90.0, 2500) == pytest.approx(100 * math.sqrt(0.9 * 0.1 / 2500))
