@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(func=cmd_predict)
     calib = sub.add_parser("calibrate", help="choose exit thresholds on validation images and store them in the bundle")
     calib.add_argument("bundle")
-    calib.add_argument("--data", required=True, type=Path, help="ImageFolder root: val/ is used, else the run's split of train/")
+    calib.add_argument("--data", type=Path, help="ImageFolder root: val/ is used, else the run's split of train/ "
+                       "(default: the validation sample stored in the bundle)")
     calib.add_argument("--target-drop", type=float, help="smallest cost within this many accuracy points of the final exit")
     calib.add_argument("--budget", type=float, help="best accuracy within this fraction of the model's FLOPs")
     calib.add_argument("--policy", default="max_prob", help="exit policy: max_prob, entropy, margin")

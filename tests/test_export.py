@@ -45,7 +45,9 @@ def test_bundle_holds_every_graph_with_manifest_and_parity(run_and_bundle):
     assert len(manifest["preprocess"]["mean"]) == 3 and manifest["opset"] == 17
     for info in manifest["exits"]:
         assert info["params"] > 0 and info["flops"] > 0 and 0 <= info["val_top1"] <= 100
-    assert set(manifest["files"]) >= {f"{n}.onnx" for n in names} | {"calibration_images.npy"}
+    assert set(manifest["files"]) >= {f"{n}.onnx" for n in names} | {"calibration_images.npy", "validation.npz"}
+    assert manifest["validation_sample"]["images"] == 128  # the smoke profile's whole validation split
+    assert len(manifest["examples"]) == 8 and all((bundle / e["file"]).is_file() for e in manifest["examples"])
     embedded = json.loads(onnx.load(str(bundle / "segment_2.onnx")).metadata_props[0].value)
     assert embedded["exits"] == manifest["exits"] and embedded["classes"] == manifest["classes"]
 

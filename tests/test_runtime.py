@@ -152,3 +152,11 @@ def test_predict_cli(tmp_path):
     assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
     not_bundle = run_cli("predict", str(tmp_path), str(image))
     assert not_bundle.returncode == 2 and "not an edgekd bundle" in not_bundle.stderr
+
+
+def test_calibrate_from_the_validation_sample_stored_in_the_bundle(bundle):
+    result = run_cli("calibrate", str(bundle), "--budget", "0.8")
+    assert result.returncode == 0, result.stderr
+    policy = json.loads((bundle / "manifest.json").read_text())["policy"]
+    assert policy["val_images"] == 200 and policy["val_mean_cost"] <= 0.8
+    assert run_cli("calibrate", str(bundle)).returncode == 2  # neither --target-drop nor --budget

@@ -21,6 +21,7 @@ from edgekd.export.bundle import MANIFEST, write_manifest
 from edgekd.export.formats import check_request
 from edgekd.export.onnx_graphs import export_graph, feature_shapes, graph_specs
 from edgekd.export.parity import check_onnx, check_parity, graph_input
+from edgekd.export.samples import write_samples
 from edgekd.models import MultiExitNet
 
 INT8_DIR = "int8"
@@ -81,6 +82,9 @@ def _write_onnx_bundle(net: MultiExitNet, state: dict[str, Any], results: dict[s
         log(f"{spec.name:>10}: max |logit diff| vs PyTorch {parity[spec.name]['max_abs_logit_diff']:.2e} "
             f"at batch {', '.join(map(str, parity[spec.name]['batches']))}; same argmax: {parity[spec.name]['argmax_equal']}")
     manifest = _manifest(net, state, results, specs, fmt, opts, parity)
+    sample_files, entries = write_samples(folder, state, log=log)
+    manifest.update(entries)
+    files += sample_files
     if fmt == "onnx-int8":
         from edgekd.export.int8 import add_int8
 

@@ -1,7 +1,8 @@
 """`edgekd calibrate`: pick the exit policy's thresholds on the validation split and store them in the bundle.
 
 Only validation images are used, never test: `val/` of the data root if it has one, otherwise the
-split the run itself carved from `train/` (same size and seed, from the manifest). The accuracy the
+split the run itself carved from `train/` (same size and seed, from the manifest); without a data
+root, the validation sample stored in the bundle at export. The accuracy the
 thresholds promise carries binomial noise of about sqrt(p(1-p)/n); the command reports it, and
 `margin` holds that many extra points in reserve.
 """
@@ -13,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgekd.export.bundle import read_manifest, write_manifest
+from edgekd.export.calibration import from_pixels
 from edgekd.runtime.folder import split_images
 from edgekd.runtime.images import open_image, preprocess
 from edgekd.runtime.model import EarlyExitModel
@@ -21,8 +23,25 @@ from edgekd.runtime.thresholds import binomial_se, calibrate
 from edgekd.errors import BadInput
 
 
-def load_split(model: EarlyExitModel, root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Preprocessed images and labels of `split` ('val' or 'test') under `root`, checked against the bundle's classes."""
+def stored_validation(model: EarlyExitModel) -> tuple[np.ndarray, np.ndarray]:
+    """The validation sample the bundle carries (see `edgekd export`), normalized."""
+    entry = model.manifest.get("validation_sample")
+    if not entry:
+        raise BadInput(f"{model.bundle} stores no validation images (the run's data was not available at export); "
+                       f"pass --data with the dataset's folder")
+    with np.load(model.bundle / entry["file"]) as stored:
+        pixels, labels = stored["images"], stored["labels"]
+    spec = model.manifest["preprocess"]
+    return from_pixels(pixels, spec["mean"], spec["std"]), labels
+
+
+def load_split(model: EarlyExitModel, root: str | Path | None, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Preprocessed images and labels of `split` ('val' or 'test') under `root`, checked against the bundle's
+    classes; without `root`, the bundle's own validation sample."""
+    if root is None:
+        if split != "val":
+            raise BadInput(f"measuring on the {split} split needs --data with the dataset's folder")
+        return stored_validation(model)
     root = Path(root)
     paths, labels, classes = split_images(root, split, model.manifest.get("validation"))
     if sorted(classes) != sorted(model.classes):
@@ -46,12 +65,12 @@ def exit_costs(manifest: dict[str, Any]) -> np.ndarray:
     return np.asarray([e["cumulative_flops"] / full for e in manifest["exits"]])
 
 
-def calibrate_bundle(bundle: str | Path, data: str | Path, *, target_drop: float | None = None, budget: float | None = None,
+def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, target_drop: float | None = None, budget: float | None = None,
                      policy: str = "max_prob", temperature: bool = False, margin: float = 0.0,
                      log: Callable[[str], None] = print) -> dict[str, Any]:
     """Choose thresholds on validation images and write them (and the policy) into the bundle's manifest."""
     model = EarlyExitModel(bundle)
-    images, labels = load_split(model, Path(data), "val")
+    images, labels = load_split(model, data, "val")
     logits = exit_logits(model, images)
     temperatures = [fit_temperature(z, labels) for z in logits] if temperature else [1.0] * model.num_exits
     model.temperatures = temperatures

@@ -1,0 +1,48 @@
+"""Data a bundle carries with it: a sample of the run's validation split (so thresholds can be
+calibrated and the demo's trade-off shown without the dataset) and a few example images (the only
+files the demo serves)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgekd.export.calibration import to_pixels
+
+VALIDATION_FILE = "validation.npz"
+EXAMPLES_DIR = "examples"
+MAX_VALIDATION_BYTES = 32 * 2**20
+
+
+def write_samples(folder: Path, state: dict[str, Any], *, max_images: int = 2000, examples: int = 8,
+                  log: Callable[[str], None] = print) -> tuple[list[str], dict[str, Any]]:
+    """Store up to `max_images` validation images (uint8, seeded random sample) and `examples` PNGs.
+    Returns the files written and the manifest entries; nothing when the run's data is not here."""
+    from PIL import Image
+
+    from edgekd.config import RecipeConfig
+    from edgekd.data import build_data
+    from edgekd.errors import EdgekdError
+
+    try:
+        data = build_data(RecipeConfig.model_validate(state["config"]).data)
+    except EdgekdError as err:
+        log(f"validation sample and examples not stored: the run's data is not available here ({err})")
+        return [], {}
+    size = data.image_size
+    budget = max(1, MAX_VALIDATION_BYTES // (3 * size * size))
+    order = np.random.default_rng(0).permutation(len(data.val))[: min(max_images, budget)]
+    images, labels = zip(*(data.val[int(i)] for i in order))
+    normalized = np.stack([np.asarray(x, np.float32) for x in images])
+    pixels = to_pixels(normalized, data.mean, data.std)
+    np.savez_compressed(folder / VALIDATION_FILE, images=pixels, labels=np.asarray(labels, np.int64))
+    (folder / EXAMPLES_DIR).mkdir()
+    files, entries = [VALIDATION_FILE], []
+    for j in range(min(examples, len(pixels))):
+        name = f"{EXAMPLES_DIR}/{j:02d}_{data.classes[labels[j]]}.png"
+        Image.fromarray(pixels[j].transpose(1, 2, 0)).save(folder / name)
+        files.append(name)
+        entries.append({"file": name, "label": data.classes[labels[j]]})
+    log(f"stored {len(pixels)} validation images ({VALIDATION_FILE}) and {len(entries)} examples")
+    return files, {"validation_sample": {"file": VALIDATION_FILE, "images": len(pixels)}, "examples": entries}
