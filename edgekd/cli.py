@@ -133,6 +133,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from edgekd.demo.app import serve
+    except ModuleNotFoundError as err:
+        raise EdgekdError(f"the demo needs {err.name}: pip install 'edgekd[demo]'") from None
+    print(f"edgekd demo on http://{args.host}:{args.port or 7860} (Ctrl+C stops it)")
+    serve(args.bundle, teacher_bundle=args.teacher_bundle, data=args.data, host=args.host, port=args.port)
+    return 0
+
+
 def _runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--providers", nargs="+", help="onnxruntime providers: cpu (default), cuda, tensorrt")
     parser.add_argument("--threads", type=int, help="intra-op threads per session (default: all cores)")
@@ -194,6 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, help="folder for bench.json and bench.png (default: reports/bench-<bundle>-<precision>)")
     _runtime_options(bench)
     bench.set_defaults(func=cmd_bench)
+    demo = sub.add_parser("demo", help="Gradio demo over a bundle: predictions, accuracy/latency trade-off, model card")
+    demo.add_argument("bundle")
+    demo.add_argument("--teacher-bundle", type=Path, help="a teacher's bundle, shown side by side")
+    demo.add_argument("--data", type=Path, help="ImageFolder root for the trade-off (default: the bundle's validation sample)")
+    demo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    demo.add_argument("--port", type=int, help="port (default: 7860 or the next free one)")
+    demo.set_defaults(func=cmd_demo)
     report = sub.add_parser("report", help="compare finished runs: per-exit accuracy table (mean ± std over seeds) and plots")
     report.add_argument("runs", nargs="+", help="run folders (runs/kd_resnet18) or folders of runs (runs/)")
     report.add_argument("--out", type=Path, default=Path("reports"), help="where report.md and the PNG plots go (default: reports)")

@@ -71,6 +71,7 @@ def test_thresholds_route_samples_and_compaction_keeps_their_order(model, test_i
     assert len(set(mixed.exits.tolist())) > 1
     for i, k in enumerate(mixed.exits):
         assert mixed.labels[i] == logits[k - 1][i].argmax()
+        assert not np.isnan(mixed.exit_scores[i, :k]).any() and np.isnan(mixed.exit_scores[i, k:]).all()
         assert mixed.confidences[i] == pytest.approx(mixed.probs[i].max())
     for i in range(0, len(images), 17):  # alone or in a batch, a sample leaves at the same exit
         alone = model.predict(images[i:i + 1], mode="early", thresholds=[0.5, 0.4, 0.3])

@@ -30,8 +30,9 @@ MODES = ("auto", "early", "exit", "all")
 @dataclass
 class Prediction:
     """Per sample: label, class name, confidence (the policy's score), exit taken (1-based) and the
-    probabilities of that exit; per call: seconds spent in each graph. `mode='all'` adds every
-    exit's probabilities and the ensemble (whose argmax is then the label)."""
+    probabilities of that exit; per call: seconds spent in each graph. `mode='early'` adds
+    `exit_scores` (N, K): the score at every exit computed for a sample, NaN past the one it took;
+    `mode='all'` adds every exit's probabilities and the ensemble (whose argmax is then the label)."""
 
     labels: np.ndarray
     class_names: list[str]
@@ -41,6 +42,7 @@ class Prediction:
     timings: dict[str, float]
     all_probs: list[np.ndarray] | None = None
     ensemble: np.ndarray | None = None
+    exit_scores: np.ndarray | None = None
 
     def to_records(self) -> list[dict[str, Any]]:
         return [{"label": int(l), "class": n, "confidence": round(float(c), 6), "exit": int(e)}
@@ -113,6 +115,7 @@ class EarlyExitModel:
         labels, exits = np.zeros(n, np.int64), np.zeros(n, np.int64)
         confidences = np.zeros(n)
         probs_taken = np.zeros((n, len(self.classes)))
+        exit_scores = np.full((n, self.num_exits), np.nan)
         timings: dict[str, float] = {}
         remaining, x = np.arange(n), batch
         for k in range(self.num_exits):
@@ -122,6 +125,7 @@ class EarlyExitModel:
             feature, logits = session.run(None, {session.get_inputs()[0].name: x})
             timings[name] = time.perf_counter() - start
             probs, score = self.scores(logits, k, policy)
+            exit_scores[remaining, k] = score
             done = np.ones(len(x), bool) if k == self.num_exits - 1 else score >= thresholds[k]
             idx = remaining[done]
             labels[idx], confidences[idx], exits[idx], probs_taken[idx] = probs[done].argmax(1), score[done], k + 1, probs[done]
@@ -129,7 +133,8 @@ class EarlyExitModel:
             if not len(remaining):
                 break
         timings["total"] = sum(timings.values())
-        return Prediction(labels, [self.classes[i] for i in labels], confidences, exits, probs_taken, timings)
+        return Prediction(labels, [self.classes[i] for i in labels], confidences, exits, probs_taken, timings,
+                          exit_scores=exit_scores)
 
     def _fixed(self, batch: np.ndarray, exit: int, policy: str | None) -> Prediction:
         name = f"prefix_{exit}"

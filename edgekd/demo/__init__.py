@@ -1,0 +1,1 @@
+"""The Gradio demo (`edgekd demo BUNDLE`, or `python demo/app.py --bundle BUNDLE`); needs `edgekd[demo]`."""

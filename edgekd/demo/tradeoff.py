@@ -1,0 +1,53 @@
+"""What the demo computes once at start-up, so every slider move is instant: every exit's scores on
+the validation images, each segment's batch-1 latency, and from those the accuracy, mean latency
+and exit histogram of any threshold setting."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.runtime.bench import median_seconds, segment_latencies
+from edgekd.runtime.calibration import exit_costs, exit_logits, load_split
+from edgekd.runtime.model import EarlyExitModel
+from edgekd.runtime.thresholds import Outcome, assign_exits, calibrate, outcome, shared_sweep
+
+
+@dataclass
+class OperatingPoint:
+    thresholds: np.ndarray
+    result: Outcome
+    latency_ms: float
+
+
+class TradeOff:
+    """Validation scores and measured latencies of one bundle."""
+
+    def __init__(self, model: EarlyExitModel, data: str | Path | None = None, repeats: int = 20) -> None:
+        images, labels = load_split(model, data, "val")
+        scored = [model.scores(z, k) for k, z in enumerate(exit_logits(model, images))]
+        self.scores = np.stack([s for _, s in scored])
+        self.correct = np.stack([p.argmax(1) == labels for p, _ in scored])
+        self.costs = exit_costs(model.manifest)
+        self.images = len(labels)
+        one = images[:1]
+        self.segment_ms = 1e3 * np.asarray(segment_latencies(model, one, repeats))
+        self.path_ms = np.cumsum(self.segment_ms)
+        self.prefix_ms = [1e3 * median_seconds(lambda k=k: model.session(f"prefix_{k}").run(None, {"image": one}), repeats)
+                          for k in range(1, model.num_exits + 1)]
+        self.full_ms = self.prefix_ms[-1]
+        self.exit_accuracy = (100.0 * self.correct.mean(axis=1)).tolist()
+
+    def at(self, thresholds: np.ndarray) -> OperatingPoint:
+        exits = assign_exits(self.scores, thresholds)
+        return OperatingPoint(thresholds, outcome(self.scores, self.correct, self.costs, thresholds), float(self.path_ms[exits].mean()))
+
+    def for_drop(self, drop: float) -> OperatingPoint:
+        """The cheapest thresholds within `drop` points of the final exit's validation accuracy."""
+        thresholds, _ = calibrate(self.scores, self.correct, self.costs, target_drop=drop)
+        return self.at(thresholds)
+
+    def curve(self) -> list[OperatingPoint]:
+        """A shared threshold swept over the score quantiles: the accuracy / latency frontier."""
+        return [self.at(np.full(len(self.scores) - 1, t)) for t, _ in shared_sweep(self.scores, self.correct, self.costs, count=41)]
