@@ -8,6 +8,8 @@ needs, printed before the runs start:
 - demkd: two more narrow teachers (VGG13, ResNet32x4) beside the shared one;
 - dkd and demkd: the logit-term warm-up shortened in proportion to the epochs;
 - skd: Adam at a constant lr, as its paper trains (the epochs split into its 5 phases).
+Variants on request: `mskd_phased` (MSKD's phased schedule) and `oto_joint` (OtO with a 4-exit
+teacher trained from scratch instead of heads on the frozen teacher).
 
     python benchmarks/compare_methods.py --data ../data/cifar10 [--seeds 0 1] [--epochs 8] [--fraction 0.5]
 """
@@ -23,7 +25,8 @@ from edgekd.engine.run import train_and_evaluate
 from edgekd.report import write_report
 
 RECIPES = {"ce": "ce_resnet18", "kd": "kd_resnet18", "dkd": "dkd_resnet8x4", "mskd": "mskd_resnet18", "oto": "oto_resnet18",
-           "skd": "skd_resnet18", "mtkd_ssr": "mtkd_ssr_resnet18", "demkd": "demkd_vgg8"}
+           "skd": "skd_resnet18", "mtkd_ssr": "mtkd_ssr_resnet18", "demkd": "demkd_vgg8",
+           "mskd_phased": "mskd_resnet18", "oto_joint": "oto_resnet18"}  # the last two: the other reading / teacher
 
 
 def shared_setup(args: argparse.Namespace) -> dict:
@@ -43,10 +46,15 @@ def method_setup(method: str, shared: dict, args: argparse.Namespace) -> dict:
     """The shared setup plus the one method's section and the extras it needs (see the module doc)."""
     raw = copy.deepcopy(shared)
     recipe = read_yaml(recipe_path(RECIPES[method]))
-    raw.update(name=f"compare_{method}", method=recipe["method"])
+    raw.update(name=f"compare_{method}{args.tag}", method=recipe["method"])
     teacher = raw["teachers"][0]
+    if method == "mskd_phased":
+        raw["method"]["schedule"] = "phased"
     if method == "ce":
         raw["teachers"] = []
+    if method == "oto_joint":  # OtO's teacher variant (b): the 4-exit teacher trained from scratch
+        teacher["model"]["exits"] = "all"
+        teacher["exit_heads"] = "joint"
     if method in ("oto", "mtkd_ssr"):
         teacher["model"]["exits"] = "all"
         teacher.update(exit_heads="frozen", heads_train={"epochs": args.heads_epochs, "optimizer": "adamw", "lr": 3e-3,
@@ -67,7 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="CIFAR-10 as ImageFolder (train/, test/)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/compare"))
-    parser.add_argument("--methods", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--methods", nargs="+", default=list(RECIPES)[:8], choices=list(RECIPES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--teacher-epochs", type=int, default=15)
@@ -77,6 +85,7 @@ def main() -> None:
     parser.add_argument("--student-width", type=float, default=0.25)
     parser.add_argument("--teacher-width", type=float, default=0.25)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--tag", default="", help="suffix for the run names, e.g. -e20 for a longer budget beside the default")
     args = parser.parse_args()
 
     shared = shared_setup(args)

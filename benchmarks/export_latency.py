@@ -2,9 +2,10 @@
 and INT8 vs FP32 (latency and per-exit accuracy on the run's test split).
 
 Every figure is the median of `--repeats` timed runs after warm-up, all exits computed. Chained
-segments run as one session per segment; `--spinning` compares onnxruntime's default (idle
-intra-op threads spin, and several sessions' spinning pools fight over the cores) with spinning
-off for the chained sessions, which is what the runtime uses.
+segments run as one session per segment, three ways: per-session thread pools with onnxruntime's
+default spinning (idle pools spin and fight over the cores), per-session pools with spinning off,
+and one thread pool shared by every session of the process (what the runtime uses); `full` is
+timed with a per-session pool and with the shared one.
 
     python benchmarks/export_latency.py export/oto_resnet18-quick [--run runs/oto_resnet18-quick] [--repeats 50]
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,7 @@ import onnxruntime as ort
 
 from edgekd.export.bundle import read_manifest
 from edgekd.runtime.bench import median_seconds
+from edgekd.runtime.sessions import make_session, shared_pool
 
 
 def session(path: Path, threads: int, spinning: bool) -> ort.InferenceSession:
@@ -35,9 +39,11 @@ def median_ms(fn, repeats: int) -> float:
     return 1e3 * median_seconds(fn, repeats, warmup=5)
 
 
-def chained(bundle: Path, manifest: dict, prefix: str, threads: int, spinning: bool):
-    sessions = [session(bundle / prefix / manifest["graphs"][f"segment_{k}"]["file"], threads, spinning)
-                for k in range(1, len(manifest["exits"]) + 1)]
+def chained(bundle: Path, manifest: dict, prefix: str, threads: int, spinning: bool | None):
+    """Segment sessions; `spinning=None`: the runtime's sessions on the shared pool."""
+    paths = [bundle / prefix / manifest["graphs"][f"segment_{k}"]["file"] for k in range(1, len(manifest["exits"]) + 1)]
+    sessions = [make_session(p, ["CPUExecutionProvider"], threads, share_pool=True) if spinning is None else session(p, threads, spinning)
+                for p in paths]
     names = [s.get_inputs()[0].name for s in sessions]
 
     def run(x: np.ndarray) -> list[np.ndarray]:
@@ -84,21 +90,40 @@ def main() -> None:
     parser.add_argument("--run", type=Path, help="the run the bundle came from: its test split gives INT8 vs FP32 accuracy")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--pool", choices=["both", "per-session", "shared"], default="both",
+                        help="thread pools of the chained-vs-full comparison (each measured in its own process)")
     args = parser.parse_args()
     manifest = read_manifest(args.bundle)
     size = manifest["input"]["shape"]
     rng = np.random.default_rng(0)
-    print(f"{args.bundle}: {len(manifest['exits'])} exits, input {size}, {args.threads} threads, median of {args.repeats}")
-    print(f"{'batch':>5} {'full ms':>9} {'chained ms (spin)':>18} {'ratio':>6} {'chained ms (no spin)':>21} {'ratio':>6}")
-    for batch in (1, 64):
-        x = rng.standard_normal((batch, *size)).astype(np.float32)
-        full_run = full(args.bundle, "", args.threads, True)
-        t_full = median_ms(lambda: full_run(x), args.repeats)
-        spin = chained(args.bundle, manifest, "", args.threads, True)
-        t_spin = median_ms(lambda: spin(x), args.repeats)
-        calm = chained(args.bundle, manifest, "", args.threads, False)
-        t_calm = median_ms(lambda: calm(x), args.repeats)
-        print(f"{batch:>5} {t_full:>9.3f} {t_spin:>18.3f} {t_spin / t_full:>6.3f} {t_calm:>21.3f} {t_calm / t_full:>6.3f}")
+    if args.pool != "both":
+        print(f"{args.bundle}: {len(manifest['exits'])} exits, input {size}, {args.threads} threads, median of {args.repeats}; "
+              f"{args.pool} thread pool(s)")
+    if args.pool == "both":  # onnxruntime allows one kind of pool per process: measure each in its own
+        for pool in ("per-session", "shared"):
+            subprocess.run([sys.executable, __file__, str(args.bundle), "--repeats", str(args.repeats), "--threads",
+                            str(args.threads), "--pool", pool], check=True)
+    elif args.pool == "per-session":
+        print(f"{'batch':>5} {'full ms':>8} {'chained, spinning':>18} {'ratio':>6} {'chained, no spinning':>21} {'ratio':>6}")
+        for batch in (1, 64):
+            x = rng.standard_normal((batch, *size)).astype(np.float32)
+            full_run = full(args.bundle, "", args.threads, True)
+            t_full = median_ms(lambda: full_run(x), args.repeats)
+            spin, calm = (chained(args.bundle, manifest, "", args.threads, s) for s in (True, False))
+            t_spin, t_calm = median_ms(lambda: spin(x), args.repeats), median_ms(lambda: calm(x), args.repeats)
+            print(f"{batch:>5} {t_full:>8.3f} {t_spin:>18.3f} {t_spin / t_full:>6.3f} {t_calm:>21.3f} {t_calm / t_full:>6.3f}")
+        return
+    else:
+        shared_pool(args.threads)  # before any session: one pool for the whole process, as edgekd's commands run
+        print(f"{'batch':>5} {'full ms (shared pool)':>22} {'chained ms (shared pool)':>25} {'ratio':>6}")
+        for batch in (1, 64):
+            x = rng.standard_normal((batch, *size)).astype(np.float32)
+            shared_full = make_session(args.bundle / "full.onnx", ["CPUExecutionProvider"], args.threads, share_pool=True)
+            t_full = median_ms(lambda: shared_full.run(None, {"image": x}), args.repeats)
+            shared = chained(args.bundle, manifest, "", args.threads, None)
+            t_shared = median_ms(lambda: shared(x), args.repeats)
+            print(f"{batch:>5} {t_full:>22.3f} {t_shared:>25.3f} {t_shared / t_full:>6.3f}")
+        return
     if "int8" not in manifest:
         return
     print(f"\nINT8 vs FP32, full graph ({manifest['int8']['quantization']})")

@@ -100,7 +100,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from edgekd.runtime import EarlyExitModel
 
-    model = EarlyExitModel(args.bundle, providers=args.providers, threads=args.threads, precision=args.precision)
+    model = EarlyExitModel(args.bundle, providers=args.providers, threads=args.threads, precision=args.precision, shared_threads=True)
     result = model.predict([str(p) for p in args.images], mode=args.mode, exit=args.exit)
     if args.json:
         print(json.dumps({"predictions": [{"image": str(p), **r} for p, r in zip(args.images, result.to_records())],

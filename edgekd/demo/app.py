@@ -32,8 +32,8 @@ class Demo:
     """The models and precomputed trade-off behind the page."""
 
     def __init__(self, bundle: str | Path, teacher_bundle: str | Path | None = None, data: str | Path | None = None) -> None:
-        self.model = EarlyExitModel(bundle)
-        self.teacher = EarlyExitModel(teacher_bundle) if teacher_bundle else None
+        self.model = EarlyExitModel(bundle, shared_threads=True)
+        self.teacher = EarlyExitModel(teacher_bundle, shared_threads=True) if teacher_bundle else None
         for model in filter(None, (self.model, self.teacher)):  # create every session now, not racing under load
             for name in model.manifest["graphs"]:
                 model.session(name)

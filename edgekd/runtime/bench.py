@@ -47,9 +47,9 @@ def segment_latencies(model: EarlyExitModel, image: np.ndarray, repeats: int) ->
 
 
 def run_bench(bundle: str | Path, data: str | Path, *, repeats: int = 50, batch: int = 64, precision: str = "fp32",
-              providers: list[str] | None = None, threads: int | None = None, limit: int | None = None,
+              providers: list[str] | None = None, threads: int | None = None, limit: int | None = None, shared_threads: bool = True,
               log: Callable[[str], None] = print) -> dict[str, Any]:
-    model = EarlyExitModel(bundle, providers=providers, threads=threads, precision=precision)
+    model = EarlyExitModel(bundle, providers=providers, threads=threads, precision=precision, shared_threads=shared_threads)
     images, labels = load_split(model, Path(data), "test")
     if limit:
         images, labels = images[:limit], labels[:limit]

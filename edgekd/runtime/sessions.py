@@ -1,9 +1,13 @@
 """onnxruntime sessions for a bundle's graphs: providers by short name, and thread settings that let
 a chain of per-segment sessions share the cores instead of fighting over them.
 
-Each session gets `threads` intra-op threads (default: all cores), one inter-op thread, sequential
-execution, and intra-op spinning off: a spinning pool keeps its cores busy after its session
-returns, which starves the next session of the chain (measured by benchmarks/export_latency.py).
+Two thread set-ups (benchmarks/export_latency.py measures them against onnxruntime's default):
+- default: each session its own pool of `threads` intra-op threads (all cores by default) with
+  spinning off, so a finished session's spinning threads do not starve the next one of the chain;
+- `shared_threads=True`: one pool for every session of the process, which is faster still (no
+  pool to wake per call). onnxruntime then refuses sessions with their own pools anywhere in the
+  process, so edgekd's own commands (predict, calibrate, bench, demo) use it and the Python API
+  leaves it opt-in. Where onnxruntime cannot share a pool, sessions fall back to their own.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import onnxruntime as ort
+from onnxruntime.capi import _pybind_state as ort_internal
 
 from edgekd.errors import BadInput
 
@@ -44,11 +49,33 @@ def resolve_providers(providers: Sequence[str] | None, bundle: Path) -> list[Any
     return resolved
 
 
-def make_session(path: Path, providers: list[Any], threads: int | None) -> ort.InferenceSession:
+_shared_pool: dict[str, int] = {}
+
+
+def shared_pool(threads: int) -> bool:
+    """Create the process-wide thread pool once; False where onnxruntime cannot share one."""
+    if "threads" in _shared_pool:
+        return True
+    setter = getattr(ort_internal, "set_global_thread_pool_sizes", None)
+    if setter is None:
+        return False
+    try:
+        setter(threads, 1)
+    except RuntimeError:  # onnxruntime's environment already exists with per-session pools
+        return False
+    _shared_pool["threads"] = threads
+    return True
+
+
+def make_session(path: Path, providers: list[Any], threads: int | None, *, share_pool: bool = False) -> ort.InferenceSession:
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
-    options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
+    count = threads or os.cpu_count() or 1
+    if share_pool and shared_pool(count):
+        options.use_per_session_threads = False
+    else:
+        options.intra_op_num_threads = count
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=providers)
