@@ -68,6 +68,7 @@ class EarlyExitModel:
         self.num_exits = len(self.manifest["exits"])
         self.classes: list[str] = list(self.manifest["classes"])
         self._sessions: dict[str, Any] = {}
+        self._input_names: dict[str, str] = {}
         calibrated = self.manifest.get("thresholds") or None
         self.policy_name: str = (self.manifest.get("policy") or {}).get("name", "max_prob")
         self.thresholds: list[float] | None = list(calibrated) if calibrated else None
@@ -80,8 +81,10 @@ class EarlyExitModel:
     def session(self, name: str) -> Any:
         """The onnxruntime session of graph `name` (segment_k, prefix_k, full), created on first use."""
         if name not in self._sessions:
-            self._sessions[name] = make_session(self.graph_dir / self.manifest["graphs"][name]["file"], self.providers, self.threads,
-                                                share_pool=self.shared_threads)
+            session = make_session(self.graph_dir / self.manifest["graphs"][name]["file"], self.providers, self.threads,
+                                   share_pool=self.shared_threads)
+            self._input_names[name] = session.get_inputs()[0].name
+            self._sessions[name] = session
         return self._sessions[name]
 
     def scores(self, logits: np.ndarray, exit_index: int, policy: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -124,7 +127,7 @@ class EarlyExitModel:
             name = f"segment_{k + 1}"
             session = self.session(name)
             start = time.perf_counter()
-            feature, logits = session.run(None, {session.get_inputs()[0].name: x})
+            feature, logits = session.run(None, {self._input_names[name]: x})
             timings[name] = time.perf_counter() - start
             probs, score = self.scores(logits, k, policy)
             exit_scores[remaining, k] = score

@@ -18,9 +18,8 @@ POLICIES: Registry = Registry("exit policy")
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits.astype(np.float64) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
+    z = logits / np.float32(temperature) if temperature != 1.0 else logits
+    e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 
