@@ -1,6 +1,7 @@
-"""Shared fixtures: where the shared CIFAR-10 images are, and a helper to run the CLI."""
+"""Shared fixtures: where the shared CIFAR-10 images are, the runtime's tiny bundle, and a helper to run the CLI."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR10 = ROOT.parent / "shared" / "data" / "cifar10"
+TINY_BUNDLE = ROOT / "test-artifacts" / "runtime-fixture" / "tiny_bundle"
+SHAPES_IMAGES = ROOT / "test-artifacts" / "runtime-fixture" / "shapes_images"
 
 
 def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300, module: str = "edgekd") -> subprocess.CompletedProcess:
@@ -25,3 +28,17 @@ def shared_cifar10() -> Path:
         pytest.skip(f"the shared CIFAR-10 images are not at {SHARED_CIFAR10}")
     return SHARED_CIFAR10
 
+
+
+@pytest.fixture(scope="session")
+def runtime_fixture() -> Path:
+    """The tiny trained bundle the runtime and demo tests read (see tests/runtime_fixture.py): built
+    here once where torch is installed, only read where it is not."""
+    if not (TINY_BUNDLE / "manifest.json").is_file():
+        if importlib.util.find_spec("torch") is None:
+            pytest.fail(f"the runtime test bundle {TINY_BUNDLE} is missing and torch is not installed to build it: "
+                        f"run `python tests/runtime_fixture.py` where the training extra is installed")
+        from runtime_fixture import build
+
+        build()
+    return TINY_BUNDLE

@@ -11,13 +11,13 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, SHAPES_IMAGES, TINY_BUNDLE
 
 pytest.importorskip("gradio", reason="the demo extra is not installed (pip install 'edgekd[demo]')")
 from gradio_client import Client, handle_file  # noqa: E402
 
-BUNDLE = ROOT / "tests" / "data" / "tiny_bundle"
-EXAMPLE = next((BUNDLE / "examples").glob("*.png"))
+BUNDLE = TINY_BUNDLE
+pytestmark = pytest.mark.usefixtures("runtime_fixture")
 ARTIFACTS = ROOT / "test-artifacts"
 
 
@@ -28,7 +28,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server():
+def example(runtime_fixture):
+    return next((runtime_fixture / "examples").glob("*.png"))
+
+
+@pytest.fixture(scope="module")
+def server(runtime_fixture):
     port = _free_port()
     process = subprocess.Popen([sys.executable, "demo/app.py", "--bundle", str(BUNDLE), "--port", str(port)], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -51,21 +56,21 @@ def server():
 
 
 @pytest.fixture
-def corrupt_png(tmp_path):
-    data = EXAMPLE.read_bytes()
+def corrupt_png(tmp_path, example):
+    data = example.read_bytes()
     path = tmp_path / "corrupt.png"
     path.write_bytes(data[: len(data) // 3])
     return path
 
 
-def test_prediction_returns_a_label_and_an_exit(server):
-    preview, answer, per_exit, compare = Client(server, verbose=False, download_files=False).predict(handle_file(str(EXAMPLE)), api_name="/predict")
+def test_prediction_returns_a_label_and_an_exit(server, example):
+    preview, answer, per_exit, compare = Client(server, verbose=False, download_files=False).predict(handle_file(str(example)), api_name="/predict")
     assert answer.startswith("### ") and "exit" in answer and "ms" in answer
     assert [row[0] for row in per_exit["data"]] == [1, 2, 3, 4]
     assert [row[0] for row in compare["data"]] == ["early-exit student", "full student (last exit)"]
 
 
-def test_bad_uploads_get_a_readable_error_and_the_server_keeps_serving(server, corrupt_png, tmp_path):
+def test_bad_uploads_get_a_readable_error_and_the_server_keeps_serving(server, corrupt_png, tmp_path, example):
     client = Client(server, verbose=False, download_files=False)
     preview, answer, per_exit, _ = client.predict(handle_file(str(corrupt_png)), api_name="/predict")
     assert "cannot be classified" in answer and "truncated or damaged" in answer and preview is None
@@ -73,14 +78,15 @@ def test_bad_uploads_get_a_readable_error_and_the_server_keeps_serving(server, c
     text.write_text("hello")
     with pytest.raises(Exception, match="Invalid file type"):
         client.predict(handle_file(str(text)), api_name="/predict")
-    assert "exit" in client.predict(handle_file(str(EXAMPLE)), api_name="/predict")[1]
+    assert "exit" in client.predict(handle_file(str(example)), api_name="/predict")[1]
 
 
 def test_twenty_concurrent_requests_all_succeed(server):
-    # download_files=False: identical previews share one cache file that gradio rewrites per request, so
-    # downloading 20 at once races on it; the predictions themselves are what this test is about.
+    # Twenty different images: gradio caches uploads and outputs by content, and identical files sent at
+    # the same instant race on one cache file; distinct requests are what concurrency means here.
+    images = sorted((SHAPES_IMAGES / "test").glob("*/*.png"))[:20]
     client = Client(server, verbose=False, download_files=False)
-    jobs = [client.submit(handle_file(str(EXAMPLE)), api_name="/predict") for _ in range(20)]  # all queued at once
+    jobs = [client.submit(handle_file(str(path)), api_name="/predict") for path in images]  # all queued at once
     answers = [job.result(timeout=120)[1] for job in jobs]
     assert len(answers) == 20 and all("exit" in a for a in answers)
 
@@ -98,21 +104,21 @@ def test_files_outside_the_examples_are_refused(server, path):
     assert err.value.code == 403
 
 
-def test_the_bundle_examples_are_served(server):
-    with urllib.request.urlopen(f"{server}gradio_api/file={EXAMPLE}", timeout=10) as response:
+def test_the_bundle_examples_are_served(server, example):
+    with urllib.request.urlopen(f"{server}gradio_api/file={example}", timeout=10) as response:
         assert response.status == 200 and response.read()[:4] == b"\x89PNG"
 
 
 @pytest.mark.skipif(not shutil.which("chromium") and not os.path.exists("/usr/bin/chromium"),
                     reason="Debian's chromium is not installed (apt-get install -y chromium)")
-def test_in_a_real_browser(server, corrupt_png):
+def test_in_a_real_browser(server, corrupt_png, example):
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 1100})
         page.goto(server, wait_until="networkidle")
-        page.locator("#upload input[type=file]").set_input_files(str(EXAMPLE))
+        page.locator("#upload input[type=file]").set_input_files(str(example))
         page.wait_for_timeout(500)
         page.locator("#classify").click()
         answer = page.locator("#answer")

@@ -1,4 +1,4 @@
-"""The early-exit runtime on the committed tiny bundle: torch-free, exits and compaction, modes,
+"""The early-exit runtime on the tiny test bundle (tests/runtime_fixture.py): torch-free, exits and compaction, modes,
 providers, calibration and bench. Runs without torch (CI runs it in a Python 3.10 runtime-only venv)."""
 import json
 import shutil
@@ -9,14 +9,14 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, SHAPES_IMAGES, TINY_BUNDLE, run_cli
 from edgekd.errors import BadInput, EdgekdError
 from edgekd.runtime import EarlyExitModel
 from edgekd.runtime.calibration import exit_logits, load_split
 from edgekd.runtime.thresholds import NEVER
 
-BUNDLE = ROOT / "tests" / "data" / "tiny_bundle"
-IMAGES = ROOT / "tests" / "data" / "shapes_images"
+BUNDLE, IMAGES = TINY_BUNDLE, SHAPES_IMAGES
+pytestmark = pytest.mark.usefixtures("runtime_fixture")
 
 
 @pytest.fixture

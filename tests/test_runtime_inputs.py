@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import TINY_BUNDLE
 from edgekd.runtime import EarlyExitModel
 from edgekd.runtime.images import open_image, preprocess, to_batch
 
-BUNDLE = ROOT / "tests" / "data" / "tiny_bundle"
+BUNDLE = TINY_BUNDLE
+pytestmark = pytest.mark.usefixtures("runtime_fixture")
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,9 @@
-"""Regenerate the runtime tests' fixture: a tiny 4-exit bundle and a few labelled images.
+"""The runtime tests' fixture: a tiny trained 4-exit bundle and a few labelled images.
 
-The runtime's tests must run where torch is not installed (the device install, and CI's Python 3.10
-check), so they read this committed bundle instead of exporting one. Run from the repository root
-with the training extra installed:
-
-    python tests/data/make_runtime_fixture.py
+Built once (about a minute on CPU) into test-artifacts/runtime-fixture by the first test session
+that has torch, and reused from there. The runtime's tests also run where torch is not installed
+(CI's Python 3.10 check, after its main run built the fixture); there they only read it. To build
+it by hand: `python tests/runtime_fixture.py`.
 """
 from __future__ import annotations
 
@@ -17,8 +16,8 @@ from edgekd.data.shapes import CLASSES, ShapesDataset
 from edgekd.engine.run import train_and_evaluate
 from edgekd.export.exporter import export
 
-HERE = Path(__file__).resolve().parent
-BUNDLE, IMAGES = HERE / "tiny_bundle", HERE / "shapes_images"
+FIXTURE = Path(__file__).resolve().parents[1] / "test-artifacts" / "runtime-fixture"
+BUNDLE, IMAGES = FIXTURE / "tiny_bundle", FIXTURE / "shapes_images"
 RECIPE = {
     "name": "tiny", "data": {"name": "shapes", "train_size": 4000, "test_size": 200, "val_size": 200, "workers": 0},
     "student": {"name": "resnet18", "exits": "all", "width": 0.0625},
@@ -38,13 +37,14 @@ def write_images(per_split: int = 60) -> None:
         image.save(folder / f"{i:04d}.png")
 
 
-def main() -> None:
+def build() -> None:
+    """Train, export and write the images; the bundle appears only once complete (export is atomic)."""
     with tempfile.TemporaryDirectory() as runs:
         run_dir = Path(runs) / "tiny"
-        train_and_evaluate(resolve(RECIPE), run_dir, runs_dir=Path(runs))
-        export(run_dir, "onnx-int8", out=BUNDLE, overwrite=True, calib_images=64)
-    write_images()
+        train_and_evaluate(resolve(RECIPE), run_dir, runs_dir=Path(runs), log=lambda message: None)
+        write_images()
+        export(run_dir, "onnx-int8", out=BUNDLE, overwrite=True, calib_images=64, log=lambda message: None)
 
 
 if __name__ == "__main__":
-    main()
+    build()
