@@ -39,7 +39,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     registry = _registry(args.kind)
     for name in registry.names():
-        print(f"{name:<16} {_first_line(getattr(registry.get(name), '__doc__', None))}")
+        entry = registry.get(name)
+        # A class without its own docstring is described by its module's (one method per file).
+        doc = entry.__dict__.get("__doc__") if isinstance(entry, type) else entry.__doc__
+        print(f"{name:<16} {_first_line(doc or sys.modules[entry.__module__].__doc__)}")
     return 0
 
 

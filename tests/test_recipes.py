@@ -36,6 +36,9 @@ def test_list_and_doctor():
     for kind, expected in (("methods", "kd"), ("datasets", "shapes"), ("recipes", "kd_resnet18")):
         out = run_cli("list", kind)
         assert out.returncode == 0 and expected in out.stdout
+    methods = run_cli("list", "methods").stdout.splitlines()
+    assert all(len(line.split(None, 1)) == 2 for line in methods), methods  # every method has a description
+    assert any(line.startswith("oto") and "One-to-One" in line for line in methods)
     doctor = run_cli("doctor")
     assert doctor.returncode == 0 and "onnxruntime" in doctor.stdout and "cuda" in doctor.stdout
 
