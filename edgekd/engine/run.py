@@ -43,12 +43,6 @@ def _file_identity(path: str) -> dict[str, Any]:
     return {"path": str(p.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def teacher_dir(runs_dir: Path, config: RecipeConfig, index: int) -> Path:
-    """Cache folder of a teacher trained from scratch (single- or multi-exit)."""
-    teacher = config.teachers[index]
-    return _cache_dir(runs_dir, teacher.model, config.data, {"train": teacher.train.model_dump(mode="json")})
-
-
 def _train_cached(folder: Path, recipe: RecipeConfig, data: DataSplits, runs_dir: Path, info: DistInfo,
                   log: Callable[[str], None], what: str) -> Path:
     """Train `recipe` into the cache `folder` unless it is already there; its best checkpoint."""
@@ -59,6 +53,15 @@ def _train_cached(folder: Path, recipe: RecipeConfig, data: DataSplits, runs_dir
         train_and_evaluate(recipe, folder, runs_dir=runs_dir, resume=(folder / "checkpoints" / "last.pt").exists(),
                            info=info, log=log, data=data)
     return folder / "checkpoints" / "best.pt"
+
+
+def _train_teacher_with_ce(config: RecipeConfig, index: int, model: ModelConfig, data: DataSplits, runs_dir: Path,
+                           info: DistInfo, log: Callable[[str], None], what: str) -> Path:
+    """Train `model` from scratch with CE as teacher `index` trains (cached); its best checkpoint."""
+    teacher = config.teachers[index]
+    recipe = RecipeConfig(name="teacher", data=config.data, student=model, method=MethodConfig(name="ce"), train=teacher.train)
+    folder = _cache_dir(runs_dir, model, config.data, {"train": teacher.train.model_dump(mode="json")})
+    return _train_cached(folder, recipe, data, runs_dir, info, log, what)
 
 
 def _prepare_teacher(config: RecipeConfig, index: int, data: DataSplits, runs_dir: Path, info: DistInfo,
@@ -78,14 +81,11 @@ def _prepare_teacher(config: RecipeConfig, index: int, data: DataSplits, runs_di
                               f"Give a checkpoint with those exits, or a single-exit one with exit_heads: frozen")
         backbone, identity = teacher.checkpoint, {"checkpoint": _file_identity(teacher.checkpoint)}
     elif len(wanted) == 1 or teacher.exit_heads == "joint":
-        recipe = RecipeConfig(name="teacher", data=config.data, student=teacher.model, method=MethodConfig(name="ce"), train=teacher.train)
-        path = _train_cached(teacher_dir(runs_dir, config, index), recipe, data, runs_dir, info, log, what)
+        path = _train_teacher_with_ce(config, index, teacher.model, data, runs_dir, info, log, what)
         return load_model(path, expect=expect)[0]
     else:
-        recipe = RecipeConfig(name="teacher", data=config.data, student=single, method=MethodConfig(name="ce"), train=teacher.train)
-        folder = _cache_dir(runs_dir, single, config.data, {"train": teacher.train.model_dump(mode="json")})
-        backbone = str(_train_cached(folder, recipe, data, runs_dir, info, log, f"{what} backbone"))
-        identity = {"backbone": folder.name}
+        path = _train_teacher_with_ce(config, index, single, data, runs_dir, info, log, f"{what} backbone")
+        backbone, identity = str(path), {"backbone": path.parent.parent.name}
     heads_model = teacher.model.model_copy(update={"init": backbone})
     recipe = RecipeConfig(name="teacher-exits", data=config.data, student=heads_model, method=MethodConfig(name="exit_heads"),
                           train=teacher.heads_train)

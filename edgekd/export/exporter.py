@@ -82,16 +82,33 @@ def _write_onnx_bundle(net: MultiExitNet, state: dict[str, Any], results: dict[s
         log(f"{spec.name:>10}: max |logit diff| vs PyTorch {parity[spec.name]['max_abs_logit_diff']:.2e} "
             f"at batch {', '.join(map(str, parity[spec.name]['batches']))}; same argmax: {parity[spec.name]['argmax_equal']}")
     manifest = _manifest(net, state, results, specs, fmt, opts, parity)
-    sample_files, entries = write_samples(folder, state, log=log)
-    manifest.update(entries)
-    files += sample_files
+    data = _run_data(state, fmt, log)
+    if data is not None:
+        sample_files, entries = write_samples(folder, data, log=log)
+        manifest.update(entries)
+        files += sample_files
     if fmt == "onnx-int8":
         from edgekd.export.int8 import add_int8
 
-        manifest["int8"] = add_int8(folder, specs, state, opts["calib_images"], INT8_DIR, log)
+        manifest["int8"] = add_int8(folder, specs, data, opts["calib_images"], INT8_DIR, log)
         files += manifest["int8"]["files"]
     manifest["files"] = {name: "" for name in files}
     return manifest
+
+
+def _run_data(state: dict[str, Any], fmt: str, log: Callable[[str], None]) -> Any:
+    """The run's data splits, built once for the validation sample and INT8 calibration. INT8 cannot do
+    without them; a plain ONNX bundle is written without its validation sample when they are missing."""
+    from edgekd.config import RecipeConfig
+    from edgekd.data import build_data
+
+    try:
+        return build_data(RecipeConfig.model_validate(state["config"]).data)
+    except EdgekdError as err:
+        if fmt == "onnx-int8":
+            raise EdgekdError(f"INT8 calibration needs the run's training images, which are not available here ({err})") from None
+        log(f"validation sample and examples not stored: the run's data is not available here ({err})")
+        return None
 
 
 def _manifest(net: MultiExitNet, state: dict[str, Any], results: dict[str, Any], specs: list, fmt: str,

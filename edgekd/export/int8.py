@@ -35,16 +35,13 @@ def full_graph_accuracy(path: Path, images: np.ndarray, labels: np.ndarray, batc
     return {"top1": acc[:-1], "ensemble_top1": acc[-1], "images": len(images)}
 
 
-def add_int8(folder: Path, specs: list[GraphSpec], state: dict[str, Any], calib_images: int, subdir: str,
+def add_int8(folder: Path, specs: list[GraphSpec], data: Any, calib_images: int, subdir: str,
              log: Callable[[str], None]) -> dict[str, Any]:
-    """Quantize every graph into `folder/subdir` and measure INT8 vs FP32 on the validation split."""
-    from edgekd.config import RecipeConfig
-    from edgekd.data import build_data
+    """Quantize every graph into `folder/subdir`, calibrated on the training images of `data` (the run's
+    DataSplits), and measure INT8 vs FP32 on its validation split."""
     from edgekd.data.splits import TransformedSubset
     from edgekd.data.transforms import eval_transform
 
-    config = RecipeConfig.model_validate(state["config"])
-    data = build_data(config.data)
     calib = TransformedSubset(data.train.base, data.train.indices, eval_transform(data.image_size, data.mean, data.std))
     order = np.random.default_rng(0).permutation(len(calib))[:calib_images].tolist()
     images, _ = _stack(calib, order)

@@ -15,21 +15,12 @@ EXAMPLES_DIR = "examples"
 MAX_VALIDATION_BYTES = 32 * 2**20
 
 
-def write_samples(folder: Path, state: dict[str, Any], *, max_images: int = 2000, examples: int = 8,
+def write_samples(folder: Path, data: Any, *, max_images: int = 2000, examples: int = 8,
                   log: Callable[[str], None] = print) -> tuple[list[str], dict[str, Any]]:
-    """Store up to `max_images` validation images (uint8, seeded random sample) and `examples` PNGs.
-    Returns the files written and the manifest entries; nothing when the run's data is not here."""
+    """Store up to `max_images` validation images of `data` (the run's DataSplits; uint8, a seeded random
+    sample) and `examples` PNGs. Returns the files written and the manifest entries."""
     from PIL import Image
 
-    from edgekd.config import RecipeConfig
-    from edgekd.data import build_data
-    from edgekd.errors import EdgekdError
-
-    try:
-        data = build_data(RecipeConfig.model_validate(state["config"]).data)
-    except EdgekdError as err:
-        log(f"validation sample and examples not stored: the run's data is not available here ({err})")
-        return [], {}
     size = data.image_size
     budget = max(1, MAX_VALIDATION_BYTES // (3 * size * size))
     order = np.random.default_rng(0).permutation(len(data.val))[: min(max_images, budget)]
