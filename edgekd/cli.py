@@ -129,7 +129,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from edgekd.runtime.bench import run_bench, save, summary_lines
 
     report = run_bench(args.bundle, args.data, repeats=args.repeats, batch=args.batch, precision=args.precision,
-                       providers=args.providers, threads=args.threads, limit=args.limit)
+                       providers=args.providers, threads=args.threads, limit=args.limit, passes=args.passes)
     print("\n".join(summary_lines(report)))
     out = args.out or Path("reports") / f"bench-{Path(args.bundle).resolve().name}-{args.precision}"
     print("written: " + ", ".join(str(p) for p in save(report, out)))
@@ -149,7 +149,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--providers", nargs="+", help="onnxruntime providers: cpu (default), cuda, tensorrt")
     parser.add_argument("--threads", type=int, help="intra-op threads per session (default: all cores)")
-    parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32", help="graphs to run (int8 needs an onnx-int8 bundle)")
+    parser.add_argument("--precision", choices=["fp32", "int8", "tensorrt"], default="fp32",
+                        help="graphs to run: FP32 or INT8 ONNX (int8 needs an onnx-int8 bundle), or the TensorRT engines built on this device")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--data", required=True, type=Path, help="ImageFolder root; its test/ split is measured")
     bench.add_argument("--repeats", type=int, default=50, help="timed repeats per latency (median)")
     bench.add_argument("--batch", type=int, default=64, help="batch size of the throughput comparison")
+    bench.add_argument("--passes", type=int, default=3, help="batch-1 passes over the test images, early exit and full (median)")
     bench.add_argument("--limit", type=int, help="use only the first N test images")
     bench.add_argument("--out", type=Path, help="folder for bench.json and bench.png (default: reports/bench-<bundle>-<precision>)")
     _runtime_options(bench)

@@ -173,6 +173,16 @@ def test_tensorrt_engines_build_from_the_bundle(run_and_bundle, tmp_path):
     manifest = read_manifest(copy)
     assert sorted(manifest["tensorrt"]["engines"]) == [f"segment_{k}" for k in range(1, 5)]
     assert (copy / "tensorrt" / "timing.cache").is_file()
+    pytest.importorskip("cuda", reason="running the engines needs cuda-python (pip install 'edgekd[tensorrt]')")
+    from edgekd.runtime import EarlyExitModel
+
+    images = np.random.default_rng(3).standard_normal((7, *manifest["input"]["shape"])).astype(np.float32)
+    onnx_out = EarlyExitModel(copy).predict(images, mode="all").all_probs
+    engines = EarlyExitModel(copy, precision="tensorrt")
+    for p_onnx, p_trt in zip(onnx_out, engines.predict(images, mode="all").all_probs):
+        assert np.abs(p_onnx - p_trt).max() < 0.02  # FP16 engines against the FP32 graphs
+    early = engines.predict(images, mode="early", thresholds=[0.5] * 3)
+    assert early.exits.min() >= 1 and set(early.timings) >= {"segment_1", "total"}
 
 
 def test_recipe_refuses_to_export_over_a_bundle_before_training(run_and_bundle, tmp_path):

@@ -105,6 +105,28 @@ def test_policies_and_int8(test_images):
         assert np.abs(p32 - p8).mean() < 0.02  # the tiny model's flat outputs make argmax agreement a poor measure
 
 
+def test_segments_chained_reproduce_the_prefix_and_full_graphs(model, test_images):
+    """How the native TensorRT backend, which has only segment engines, answers prefix and full requests."""
+    from edgekd.runtime.engines import ChainedSession
+
+    images, _ = test_images
+    segments = [model.session(f"segment_{k}") for k in range(1, model.num_exits + 1)]
+    full = model.session("full").run(None, {"image": images})
+    chained = ChainedSession(segments).run(None, {"image": images})
+    for a, b in zip(full, chained):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    for k in range(1, model.num_exits + 1):
+        (prefix,) = model.session(f"prefix_{k}").run(None, {"image": images})
+        np.testing.assert_allclose(ChainedSession(segments, k).run(None, {"image": images})[0], prefix, atol=1e-4)
+
+
+def test_tensorrt_precision_needs_engines_in_the_bundle():
+    with pytest.raises(ValueError, match="no TensorRT engines.*--format tensorrt"):
+        EarlyExitModel(BUNDLE, precision="tensorrt")
+    with pytest.raises(ValueError, match="precision must be one of fp32, int8, tensorrt"):
+        EarlyExitModel(BUNDLE, precision="fp16")
+
+
 def test_providers_are_checked(tmp_path):
     with pytest.raises(ValueError, match="not available here"):
         EarlyExitModel(BUNDLE, providers=["tensorrt"]) if "TensorrtExecutionProvider" not in ort.get_available_providers() \
@@ -130,13 +152,18 @@ def test_calibrate_meets_its_target_on_validation_and_writes_the_manifest(bundle
 
 def test_bench_writes_json_and_png(bundle, tmp_path):
     assert run_cli("calibrate", str(bundle), "--data", str(IMAGES), "--target-drop", "2").returncode == 0
-    result = run_cli("bench", str(bundle), "--data", str(IMAGES), "--repeats", "5", "--batch", "16", "--out", str(tmp_path / "b"))
+    result = run_cli("bench", str(bundle), "--data", str(IMAGES), "--repeats", "5", "--batch", "16", "--passes", "2",
+                     "--out", str(tmp_path / "b"))
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "b" / "bench.json").read_text())
     assert report["test_images"] == 60 and len(report["per_exit"]) == 4
     assert report["oracle"]["accuracy"] >= max(e["test_top1"] for e in report["per_exit"])
     calibrated = report["calibrated"]
     assert sum(calibrated["exit_counts"]) == 60 and calibrated["throughput_early"] > 0
+    # early exit and the full model both timed through predict, so their ratio is the speedup reported
+    ratio = calibrated["latency_ms_batch1"] / calibrated["full_latency_ms_batch1"]
+    assert calibrated["latency_ratio_vs_full"] == pytest.approx(ratio, rel=1e-2)
+    assert calibrated["measured_speedup"] == pytest.approx(1 / ratio, rel=1e-2)
     assert report["curve"][0]["flops_fraction"] <= report["curve"][-1]["flops_fraction"] + 1e-9
     if (tmp_path / "b" / "bench.png").exists():
         assert (tmp_path / "b" / "bench.png").read_bytes()[:4] == b"\x89PNG"

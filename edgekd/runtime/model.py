@@ -25,6 +25,7 @@ from edgekd.runtime.sessions import make_session, resolve_providers
 from edgekd.errors import BadInput
 
 MODES = ("auto", "early", "exit", "all")
+PRECISIONS = ("fp32", "int8", "tensorrt")
 
 
 @dataclass
@@ -50,17 +51,21 @@ class Prediction:
 
 
 class EarlyExitModel:
-    """A bundle ready to run. `precision='int8'` uses the bundle's INT8 graphs; `shared_threads` puts
+    """A bundle ready to run. `precision='int8'` uses the bundle's INT8 graphs, `'tensorrt'` its native
+    TensorRT engines (built on this device; see `engines`); `shared_threads` puts
     every session of the process on one onnxruntime thread pool (faster; see `sessions`)."""
 
     def __init__(self, bundle: str | Path, *, providers: Sequence[str] | None = None, threads: int | None = None,
                  precision: str = "fp32", verify: bool = True, shared_threads: bool = False) -> None:
         self.bundle = Path(bundle)
         self.manifest = read_manifest(self.bundle, verify=verify)
-        if precision not in ("fp32", "int8"):
-            raise BadInput(f"precision must be 'fp32' or 'int8', got '{precision}'")
+        if precision not in PRECISIONS:
+            raise BadInput(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
         if precision == "int8" and "int8" not in self.manifest:
             raise BadInput(f"{self.bundle} has no INT8 graphs; export it with --format onnx-int8")
+        if precision == "tensorrt" and "tensorrt" not in self.manifest:
+            raise BadInput(f"{self.bundle} has no TensorRT engines; build them on this device with "
+                           f"`edgekd export {self.bundle} --format tensorrt`")
         self.precision = precision
         self.graph_dir = self.bundle / (self.manifest["int8"]["dir"] if precision == "int8" else "")
         self.providers = resolve_providers(providers, self.bundle)
@@ -81,11 +86,24 @@ class EarlyExitModel:
     def session(self, name: str) -> Any:
         """The onnxruntime session of graph `name` (segment_k, prefix_k, full), created on first use."""
         if name not in self._sessions:
-            session = make_session(self.graph_dir / self.manifest["graphs"][name]["file"], self.providers, self.threads,
-                                   share_pool=self.shared_threads)
+            if self.precision == "tensorrt":
+                session = self._engine_session(name)
+            else:
+                session = make_session(self.graph_dir / self.manifest["graphs"][name]["file"], self.providers, self.threads,
+                                       share_pool=self.shared_threads)
             self._input_names[name] = session.get_inputs()[0].name
             self._sessions[name] = session
         return self._sessions[name]
+
+    def _engine_session(self, name: str) -> Any:
+        """A native TensorRT engine for segment_k; prefix_k and full chain the segment engines."""
+        from edgekd.runtime.engines import ChainedSession, EngineSession
+
+        if name.startswith("segment_"):
+            engine = self.bundle / self.manifest["tensorrt"]["engines"][name]
+            return EngineSession(engine, self.manifest["graphs"][name]["outputs"])
+        segments = [self.session(f"segment_{k}") for k in range(1, self.num_exits + 1)]
+        return ChainedSession(segments, None if name == "full" else int(name.split("_")[1]))
 
     def scores(self, logits: np.ndarray, exit_index: int, policy: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities, policy scores) of exit `exit_index` (0-based), temperature-scaled."""
