@@ -195,7 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: the validation sample stored in the bundle)")
     calib.add_argument("--target-drop", type=float, help="smallest cost within this many accuracy points of the final exit")
     calib.add_argument("--budget", type=float, help="best accuracy within this fraction of the model's FLOPs")
-    calib.add_argument("--policy", default="max_prob", help="exit policy: max_prob, entropy, margin")
+    calib.add_argument("--policy", default="max_prob",
+                       help="exit policy: max_prob, entropy, margin, or auto (each of them with and without --temperature; "
+                            "the best on validation is kept)")
     calib.add_argument("--temperature", action="store_true", help="fit a temperature per exit on the validation images first")
     calib.add_argument("--margin", type=float, default=0.0, help="extra accuracy points held in reserve (binomial noise)")
     calib.set_defaults(func=cmd_calibrate)

@@ -150,6 +150,23 @@ def test_calibrate_meets_its_target_on_validation_and_writes_the_manifest(bundle
     assert policy["val_mean_cost"] <= 0.6 and policy["name"] == "entropy" and len(policy["temperatures"]) == 4
 
 
+def test_calibrate_auto_keeps_the_cheapest_policy_on_validation(bundle):
+    from edgekd.runtime.calibration import calibrate_bundle
+
+    costs = {}
+    for name in ("max_prob", "entropy", "margin"):
+        for temperature in (False, True):
+            costs[name, temperature] = calibrate_bundle(bundle, IMAGES, target_drop=1.0, policy=name, temperature=temperature,
+                                                        log=lambda m: None)["val_mean_cost"]
+    lines = []
+    chosen = calibrate_bundle(bundle, IMAGES, target_drop=1.0, policy="auto", log=lines.append)
+    assert chosen["val_mean_cost"] == min(costs.values())
+    assert costs[chosen["name"], any(t != 1.0 for t in chosen["temperatures"])] == chosen["val_mean_cost"]
+    assert len(lines) == 7  # one line per candidate, then the choice
+    with pytest.raises(EdgekdError, match="unknown exit policy"):
+        calibrate_bundle(bundle, IMAGES, target_drop=1.0, policy="maxprob")
+
+
 def test_bench_writes_json_and_png(bundle, tmp_path):
     assert run_cli("calibrate", str(bundle), "--data", str(IMAGES), "--target-drop", "2").returncode == 0
     result = run_cli("bench", str(bundle), "--data", str(IMAGES), "--repeats", "5", "--batch", "16", "--passes", "2",

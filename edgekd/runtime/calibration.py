@@ -18,8 +18,8 @@ from edgekd.export.calibration import from_pixels
 from edgekd.runtime.folder import split_images
 from edgekd.runtime.images import open_image, preprocess
 from edgekd.runtime.model import EarlyExitModel
-from edgekd.runtime.policies import fit_temperature
-from edgekd.runtime.thresholds import binomial_se, calibrate
+from edgekd.runtime.policies import POLICIES, fit_temperature
+from edgekd.runtime.thresholds import Outcome, binomial_se, calibrate
 from edgekd.errors import BadInput
 
 
@@ -65,24 +65,45 @@ def exit_costs(manifest: dict[str, Any]) -> np.ndarray:
     return np.asarray([e["cumulative_flops"] / full for e in manifest["exits"]])
 
 
-def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, target_drop: float | None = None, budget: float | None = None,
-                     policy: str = "max_prob", temperature: bool = False, margin: float = 0.0,
-                     log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Choose thresholds on validation images and write them (and the policy) into the bundle's manifest."""
-    model = EarlyExitModel(bundle)
-    images, labels = load_split(model, data, "val")
-    logits = exit_logits(model, images)
+def _search(model: EarlyExitModel, logits: list[np.ndarray], labels: np.ndarray, costs: np.ndarray, policy: str,
+            temperature: bool, **objective: Any) -> tuple[np.ndarray, Outcome, list[float], np.ndarray]:
+    """Thresholds for one policy (with or without per-exit temperatures) on the validation logits."""
     temperatures = [fit_temperature(z, labels) for z in logits] if temperature else [1.0] * model.num_exits
     model.temperatures = temperatures
     scored = [model.scores(z, k, policy) for k, z in enumerate(logits)]
     scores = np.stack([s for _, s in scored])
     correct = np.stack([p.argmax(1) == labels for p, _ in scored])
+    thresholds, result = calibrate(scores, correct, costs, **objective)
+    return thresholds, result, temperatures, correct
+
+
+def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, target_drop: float | None = None, budget: float | None = None,
+                     policy: str = "max_prob", temperature: bool = False, margin: float = 0.0,
+                     log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Choose thresholds on validation images and write them (and the policy) into the bundle's manifest.
+    `policy='auto'` tries every registered policy with and without per-exit temperatures and keeps the
+    one with the lowest validation cost (`target_drop`) or the best validation accuracy (`budget`)."""
+    if policy != "auto":
+        POLICIES.get(policy)  # an unknown name is refused before any image is read
+    model = EarlyExitModel(bundle)
+    images, labels = load_split(model, data, "val")
+    logits = exit_logits(model, images)
     costs = exit_costs(model.manifest)
-    thresholds, result = calibrate(scores, correct, costs, target_drop=target_drop, budget=budget, margin=margin)
+    objective = {"target_drop": target_drop, "budget": budget, "margin": margin}
+    options = [(name, t) for name in POLICIES.names() for t in (False, True)] if policy == "auto" else [(policy, temperature)]
+    tried = []
+    for name, use_temperature in options:
+        thresholds, result, temperatures, correct = _search(model, logits, labels, costs, name, use_temperature, **objective)
+        tried.append((name, use_temperature, thresholds, result, temperatures, correct))
+        if len(options) > 1:
+            log(f"  {name:<9} {'temperature' if use_temperature else 'raw        '}  validation accuracy {result.accuracy:6.2f}%  "
+                f"mean cost {result.cost:.3f}")
+    rank = (lambda t: (t[3].cost, -t[3].accuracy)) if target_drop is not None else (lambda t: (-t[3].accuracy, t[3].cost))
+    name, use_temperature, thresholds, result, temperatures, correct = min(tried, key=rank)
     final = 100.0 * correct[-1].mean()
     se = binomial_se(result.accuracy, len(labels))
     summary = {
-        "name": policy, "temperatures": temperatures, "objective": "target_drop" if target_drop is not None else "budget",
+        "name": name, "temperatures": temperatures, "objective": "target_drop" if target_drop is not None else "budget",
         "target_drop": target_drop, "budget": budget, "margin": margin, "val_images": len(labels),
         "val_accuracy": round(result.accuracy, 3), "val_final_exit_accuracy": round(final, 3),
         "val_mean_cost": round(result.cost, 4), "val_exit_counts": list(result.exit_counts), "binomial_se": round(se, 3),
@@ -90,7 +111,7 @@ def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, targ
     manifest = read_manifest(bundle)
     manifest["policy"], manifest["thresholds"] = summary, [float(t) for t in thresholds]
     write_manifest(Path(bundle), manifest)
-    log(f"{policy} thresholds {', '.join(f'{t:.4f}' for t in thresholds)} on {len(labels)} validation images: "
-        f"accuracy {result.accuracy:.2f}% (final exit {final:.2f}%, ±{se:.2f} binomial s.e.), mean cost {result.cost:.3f} of "
-        f"the model's FLOPs, exits taken {list(result.exit_counts)}")
+    log(f"{name}{' with per-exit temperatures' if use_temperature else ''}: thresholds {', '.join(f'{t:.4f}' for t in thresholds)} "
+        f"on {len(labels)} validation images: accuracy {result.accuracy:.2f}% (final exit {final:.2f}%, ±{se:.2f} binomial s.e.), "
+        f"mean cost {result.cost:.3f} of the model's FLOPs, exits taken {list(result.exit_counts)}")
     return summary
