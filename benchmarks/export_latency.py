@@ -1,7 +1,8 @@
 """Latency of an exported bundle on CPU onnxruntime: chained segments vs the monolithic `full` graph,
 and INT8 vs FP32 (latency and per-exit accuracy on the run's test split).
 
-Every figure is the median of `--repeats` timed runs after warm-up, all exits computed. Chained
+Every figure is the median of `--repeats` timed runs after warm-up, all exits computed; the graphs
+compared are timed in turns, so the machine's slow spells fall on all of them alike. Chained
 segments run as one session per segment, three ways: per-session thread pools with onnxruntime's
 default spinning (idle pools spin and fight over the cores), per-session pools with spinning off,
 and one thread pool shared by every session of the process (what the runtime uses); `full` is
@@ -13,15 +14,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from edgekd.export.bundle import read_manifest
-from edgekd.runtime.bench import median_seconds
 from edgekd.runtime.sessions import make_session, shared_pool
 
 
@@ -35,8 +37,20 @@ def session(path: Path, threads: int, spinning: bool) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def median_ms(fn, repeats: int) -> float:
-    return 1e3 * median_seconds(fn, repeats, warmup=5)
+def median_ms(*fns, repeats: int) -> list[float]:
+    """Median milliseconds of each function, timed in turns (one call of each per round, the order
+    alternating) so that a slow spell of the machine lands on all of them rather than on one."""
+    for fn in fns:
+        for _ in range(5):
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for round_ in range(repeats):
+        order = range(len(fns)) if round_ % 2 == 0 else reversed(range(len(fns)))
+        for i in order:
+            start = time.perf_counter()
+            fns[i]()
+            times[i].append(time.perf_counter() - start)
+    return [1e3 * statistics.median(t) for t in times]
 
 
 def chained(bundle: Path, manifest: dict, prefix: str, threads: int, spinning: bool | None):
@@ -108,9 +122,8 @@ def main() -> None:
         for batch in (1, 64):
             x = rng.standard_normal((batch, *size)).astype(np.float32)
             full_run = full(args.bundle, "", args.threads, True)
-            t_full = median_ms(lambda: full_run(x), args.repeats)
             spin, calm = (chained(args.bundle, manifest, "", args.threads, s) for s in (True, False))
-            t_spin, t_calm = median_ms(lambda: spin(x), args.repeats), median_ms(lambda: calm(x), args.repeats)
+            t_full, t_spin, t_calm = median_ms(lambda: full_run(x), lambda: spin(x), lambda: calm(x), repeats=args.repeats)
             print(f"{batch:>5} {t_full:>8.3f} {t_spin:>18.3f} {t_spin / t_full:>6.3f} {t_calm:>21.3f} {t_calm / t_full:>6.3f}")
         return
     else:
@@ -119,9 +132,8 @@ def main() -> None:
         for batch in (1, 64):
             x = rng.standard_normal((batch, *size)).astype(np.float32)
             shared_full = make_session(args.bundle / "full.onnx", ["CPUExecutionProvider"], args.threads, share_pool=True)
-            t_full = median_ms(lambda: shared_full.run(None, {"image": x}), args.repeats)
             shared = chained(args.bundle, manifest, "", args.threads, None)
-            t_shared = median_ms(lambda: shared(x), args.repeats)
+            t_full, t_shared = median_ms(lambda: shared_full.run(None, {"image": x}), lambda: shared(x), repeats=args.repeats)
             print(f"{batch:>5} {t_full:>22.3f} {t_shared:>25.3f} {t_shared / t_full:>6.3f}")
         return
     if "int8" not in manifest:
@@ -131,7 +143,7 @@ def main() -> None:
     fp32, int8 = full(args.bundle, "", args.threads, True), full(args.bundle, manifest["int8"]["dir"], args.threads, True)
     for batch in (1, 64):
         x = rng.standard_normal((batch, *size)).astype(np.float32)
-        a, b = median_ms(lambda: fp32(x), args.repeats), median_ms(lambda: int8(x), args.repeats)
+        a, b = median_ms(lambda: fp32(x), lambda: int8(x), repeats=args.repeats)
         print(f"{batch:>5} {a:>9.3f} {b:>9.3f} {b / a:>10.3f}")
     if args.run:
         images, labels = test_split(args.run)

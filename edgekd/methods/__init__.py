@@ -4,7 +4,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ValidationError
 
 from edgekd.errors import EdgekdError
-from edgekd.methods import ce, demkd, dkd, exit_heads, kd, mskd, mtkd_ssr, oto, skd  # noqa: F401  (register methods)
+from edgekd.methods import ce, demkd, dkd, exit_heads, kd, mskd, mtkd_ssr, oto, self_kd, skd  # noqa: F401  (register methods)
 from edgekd.methods.base import Method
 from edgekd.methods.registry import METHODS
 from edgekd.models import MultiExitNet
