@@ -4,19 +4,15 @@ import math
 import pytest
 import torch
 
+from golden import softmax
 from edgekd.config import MethodConfig
 from edgekd.methods import build_method
 from edgekd.methods.demkd import teacher_weights
 from edgekd.models import ExitOutputs, create_model
 
 
-def _softmax(values, t=1.0):
-    exps = [math.exp(v / t) for v in values]
-    return [e / sum(exps) for e in exps]
-
-
 def _entropy(logits):
-    return -sum(p * math.log(p) for p in _softmax(logits))
+    return -sum(p * math.log(p) for p in softmax(logits))
 
 
 CONFIDENT = [[6.0, 0.0, 0.0, 0.0], [0.0, 5.0, 0.0, 0.0]]
@@ -38,12 +34,12 @@ def test_entropy_softmax_weights_golden_values():
     weights = teacher_weights([torch.tensor(CONFIDENT), torch.tensor(UNSURE)], torch.tensor([0, 1]), "entropy_softmax")
     for b in range(2):
         h = [_entropy(CONFIDENT[b]), _entropy(UNSURE[b])]
-        expected = _softmax([-x for x in h])
+        expected = softmax([-x for x in h])
         assert weights[:, b].tolist() == pytest.approx(expected, rel=1e-5)
 
 
 def _dkd_terms(zs, zt, y, t):
-    ps, pt = _softmax(zs, t), _softmax(zt, t)
+    ps, pt = softmax(zs, t), softmax(zt, t)
     tckd = pt[y] * math.log(pt[y] / ps[y]) + (1 - pt[y]) * math.log((1 - pt[y]) / (1 - ps[y]))
     qs = [p / (1 - ps[y]) for c, p in enumerate(ps) if c != y]
     qt = [p / (1 - pt[y]) for c, p in enumerate(pt) if c != y]
@@ -62,7 +58,7 @@ def test_logit_term_golden_value_with_per_sample_weights():
     total = 0.0
     for b in range(2):
         h = [_entropy(CONFIDENT[b]), _entropy(UNSURE[b])]
-        w = _softmax([-x for x in h])
+        w = softmax([-x for x in h])
         for k, zt in enumerate((CONFIDENT[b], UNSURE[b])):
             tckd, nckd = _dkd_terms(zs[b], zt, y[b], 2.0)
             total += w[k] * 4.0 * (1.0 * tckd + 3.0 * nckd)

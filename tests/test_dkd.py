@@ -1,34 +1,25 @@
 """DKD: golden values by hand, the identity KD = TCKD + (1 - p_t) NCKD, warm-up."""
-import math
 
 import pytest
 import torch
 
+from golden import kl, softmax
 from edgekd.config import MethodConfig
 from edgekd.methods import build_method
 from edgekd.methods.losses import decoupled_kl, kd_loss
 from edgekd.models import ExitOutputs, create_model
 
 
-def _softmax(values, t):
-    exps = [math.exp(v / t) for v in values]
-    return [e / sum(exps) for e in exps]
-
-
-def _kl(p, q):
-    return sum(a * (math.log(a) - math.log(b)) for a, b in zip(p, q))
-
-
 def test_tckd_and_nckd_golden_values():
     s, t, y, temp = [1.0, 2.0, 0.5, -0.3], [0.2, 3.0, -1.0, 0.7], 1, 2.0
-    ps, pt = _softmax(s, temp), _softmax(t, temp)
-    tckd = _kl([pt[y], 1 - pt[y]], [ps[y], 1 - ps[y]])
+    ps, pt = softmax(s, temp), softmax(t, temp)
+    tckd = kl([pt[y], 1 - pt[y]], [ps[y], 1 - ps[y]])
     rest = [i for i in range(4) if i != y]
     qs = [ps[i] / (1 - ps[y]) for i in rest]
     qt = [pt[i] / (1 - pt[y]) for i in rest]
     got_t, got_n = decoupled_kl(torch.tensor([s]), torch.tensor([t]), torch.tensor([y]), temp)
     assert got_t.item() == pytest.approx(tckd, rel=1e-5)
-    assert got_n.item() == pytest.approx(_kl(qt, qs), rel=1e-5)
+    assert got_n.item() == pytest.approx(kl(qt, qs), rel=1e-5)
 
 
 @pytest.mark.parametrize("temperature", [1.0, 4.0])

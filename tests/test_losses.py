@@ -4,20 +4,16 @@ import math
 import pytest
 import torch
 
+from golden import softmax
 from edgekd.config import MethodConfig
 from edgekd.methods import build_method
 from edgekd.methods.losses import kd_loss
 from edgekd.models import ExitOutputs, create_model
 
 
-def _softmax(values, t=1.0):
-    exps = [math.exp(v / t) for v in values]
-    return [e / sum(exps) for e in exps]
-
-
 def test_kd_loss_golden_value():
     s, t, temp = [1.0, 2.0, 0.5], [0.2, 3.0, -1.0], 4.0
-    p_t, p_s = _softmax(t, temp), _softmax(s, temp)
+    p_t, p_s = softmax(t, temp), softmax(s, temp)
     expected = temp**2 * sum(pt * (math.log(pt) - math.log(ps)) for pt, ps in zip(p_t, p_s))
     got = kd_loss(torch.tensor([s]), torch.tensor([t]), temp)
     assert got.item() == pytest.approx(expected, rel=1e-5)
@@ -40,7 +36,7 @@ def test_ce_method_sums_every_exit():
     method = build_method(MethodConfig(name="ce"), student, [])
     logits = [[[2.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]], [[0.0, 0.0, 0.0]]]
     y = torch.tensor([0])
-    expected = sum(-math.log(_softmax(r[0])[0]) for r in logits)
+    expected = sum(-math.log(softmax(r[0])[0]) for r in logits)
     terms = method.loss(_outputs(logits), [], y, epoch=1, step=0)
     assert set(terms) == {"ce"} and terms["ce"].item() == pytest.approx(expected, rel=1e-6)
 
@@ -53,11 +49,11 @@ def test_kd_method_terms_golden_values():
     t = [[[0.2, 3.0, -1.0]]]
     y = torch.tensor([1])
     terms = method.loss(_outputs(s), [_outputs(t)], y, epoch=1, step=0)
-    p_t, p_s = _softmax(t[0][0], 2.0), _softmax(s[2][0], 2.0)
+    p_t, p_s = softmax(t[0][0], 2.0), softmax(s[2][0], 2.0)
     kd = 4.0 * sum(a * (math.log(a) - math.log(b)) for a, b in zip(p_t, p_s))
     assert terms["kd"].item() == pytest.approx(0.7 * kd, rel=1e-5)
-    assert terms["ce"].item() == pytest.approx(-0.3 * math.log(_softmax(s[2][0])[1]), rel=1e-5)
-    early = -math.log(_softmax(s[0][0])[1]) - math.log(_softmax(s[1][0])[1])
+    assert terms["ce"].item() == pytest.approx(-0.3 * math.log(softmax(s[2][0])[1]), rel=1e-5)
+    early = -math.log(softmax(s[0][0])[1]) - math.log(softmax(s[1][0])[1])
     assert terms["ce_early"].item() == pytest.approx(0.5 * early, rel=1e-5)
 
 

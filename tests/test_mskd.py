@@ -6,17 +6,13 @@ import pytest
 import torch
 
 from training_helpers import Snapshots, changed_keys
+from golden import softmax
 from edgekd.config import DataConfig, MethodConfig, TrainConfig
 from edgekd.data import build_data
 from edgekd.engine.trainer import Trainer
 from edgekd.methods import build_method
 from edgekd.methods.mskd import phase_of
 from edgekd.models import ExitOutputs, create_model
-
-
-def _softmax(values, t=1.0):
-    exps = [math.exp(v / t) for v in values]
-    return [e / sum(exps) for e in exps]
 
 
 def test_mskd_loss_golden_values():
@@ -26,9 +22,9 @@ def test_mskd_loss_golden_values():
     t, y = [0.2, 3.0, -1.0], 1
     terms = method.loss(ExitOutputs([torch.tensor([r]) for r in s], []), [ExitOutputs([torch.tensor([t])], [])],
                         torch.tensor([y]), epoch=1, step=0)
-    pt = _softmax(t, 2.0)
-    kd = sum(4.0 * sum(a * (math.log(a) - math.log(b)) for a, b in zip(pt, _softmax(r, 2.0))) for r in s)
-    ce = sum(-math.log(_softmax(r)[y]) for r in s)
+    pt = softmax(t, 2.0)
+    kd = sum(4.0 * sum(a * (math.log(a) - math.log(b)) for a, b in zip(pt, softmax(r, 2.0))) for r in s)
+    ce = sum(-math.log(softmax(r)[y]) for r in s)
     assert terms["kd"].item() == pytest.approx(0.8 * kd, rel=1e-5)
     assert terms["ce"].item() == pytest.approx(0.2 * ce, rel=1e-5)
 

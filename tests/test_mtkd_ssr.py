@@ -4,19 +4,11 @@ import math
 import pytest
 import torch
 
+from golden import kl, softmax
 from edgekd.config import MethodConfig
 from edgekd.methods import build_method
 from edgekd.methods.mtkd_ssr import channel_distillation
 from edgekd.models import ExitOutputs, create_model
-
-
-def _softmax(values, t=1.0):
-    exps = [math.exp(v / t) for v in values]
-    return [e / sum(exps) for e in exps]
-
-
-def _kl(p, q):
-    return sum(a * (math.log(a) - math.log(b)) for a, b in zip(p, q))
 
 
 def test_channel_distillation_golden_value():
@@ -36,11 +28,11 @@ def test_mtkd_ssr_terms_golden_values_and_crd_gradient():
     feats_t = [torch.zeros(1, c, 2, 2) for c in (8, 16, 32)]
     terms = method.loss(ExitOutputs(logits, feats_s), [ExitOutputs([torch.tensor([r]) for r in t], feats_t)],
                         torch.tensor([1]), epoch=1, step=0)
-    srd = sum(4.0 * _kl(_softmax(tk, 2.0), _softmax(sk, 2.0)) for sk, tk in zip(s, t))
-    crd = sum(4.0 * _kl(_softmax(s[k + 1], 2.0), _softmax(s[k], 2.0)) for k in range(2))
+    srd = sum(4.0 * kl(softmax(tk, 2.0), softmax(sk, 2.0)) for sk, tk in zip(s, t))
+    crd = sum(4.0 * kl(softmax(s[k + 1], 2.0), softmax(s[k], 2.0)) for k in range(2))
     assert terms["srd"].item() == pytest.approx(0.5 * srd, rel=1e-5)
     assert terms["crd"].item() == pytest.approx(2.0 * crd, rel=1e-5)
-    assert terms["ce"].item() == pytest.approx(sum(-math.log(_softmax(r)[1]) for r in s), rel=1e-5)
+    assert terms["ce"].item() == pytest.approx(sum(-math.log(softmax(r)[1]) for r in s), rel=1e-5)
     terms["crd"].backward()
     assert logits[2].grad is None or torch.count_nonzero(logits[2].grad) == 0  # the deepest exit only teaches
     assert torch.count_nonzero(logits[0].grad) > 0
@@ -52,5 +44,5 @@ def test_crd_from_the_final_exit():
     s = [torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[0.0, 2.0, 0.0]]), torch.tensor([[1.0, 2.0, 0.5]])]
     feats = [torch.zeros(1, c, 2, 2) for c in (4, 8, 16)]
     terms = method.loss(ExitOutputs(s, feats), [ExitOutputs(s, feats)], torch.tensor([1]), epoch=1, step=0)
-    expected = sum(_kl(_softmax(s[2][0].tolist()), _softmax(z[0].tolist())) for z in s[:2])
+    expected = sum(kl(softmax(s[2][0].tolist()), softmax(z[0].tolist())) for z in s[:2])
     assert terms["crd"].item() == pytest.approx(expected, rel=1e-5)

@@ -4,19 +4,11 @@ import math
 import pytest
 import torch
 
+from golden import kl, softmax
 from edgekd.config import MethodConfig
 from edgekd.errors import EdgekdError
 from edgekd.methods import build_method
 from edgekd.models import ExitOutputs, create_model
-
-
-def _softmax(values, t=1.0):
-    exps = [math.exp(v / t) for v in values]
-    return [e / sum(exps) for e in exps]
-
-
-def _kl(p, q):
-    return sum(a * (math.log(a) - math.log(b)) for a, b in zip(p, q))
 
 
 def test_self_kd_golden_values_final_exit_teaches_the_others():
@@ -24,8 +16,8 @@ def test_self_kd_golden_values_final_exit_teaches_the_others():
     z = [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [1.0, 2.0, 0.5]]
     y = 1
     terms = method.loss(ExitOutputs([torch.tensor([r]) for r in z], []), [], torch.tensor([y]), epoch=1, step=0)
-    ce = [-math.log(_softmax(r)[y]) for r in z]
-    kd = sum(4.0 * _kl(_softmax(z[-1], 2.0), _softmax(r, 2.0)) for r in z[:-1])
+    ce = [-math.log(softmax(r)[y]) for r in z]
+    kd = sum(4.0 * kl(softmax(z[-1], 2.0), softmax(r, 2.0)) for r in z[:-1])
     assert terms["ce"].item() == pytest.approx(ce[-1] + 0.6 * (ce[0] + ce[1]), rel=1e-5)
     assert terms["self_kd"].item() == pytest.approx(0.4 * kd, rel=1e-5)
 
