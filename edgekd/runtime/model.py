@@ -150,11 +150,14 @@ class EarlyExitModel:
             probs, score = self.scores(logits, k, policy)
             exit_scores[remaining, k] = score
             done = np.ones(len(x), bool) if k == self.num_exits - 1 else score >= thresholds[k]
+            if not done.any():  # nobody leaves here: the whole batch goes on, nothing to compact
+                x = feature
+                continue
             idx = remaining[done]
             labels[idx], confidences[idx], exits[idx], probs_taken[idx] = probs[done].argmax(1), score[done], k + 1, probs[done]
-            remaining, x = remaining[~done], feature[~done]
-            if not len(remaining):
+            if done.all():
                 break
+            remaining, x = remaining[~done], feature[~done]
         timings["total"] = sum(timings.values())
         return Prediction(labels, [self.classes[i] for i in labels], confidences, exits, probs_taken, timings,
                           exit_scores=exit_scores)
