@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edgekd.runtime.policies import POLICIES, fit_temperature, softmax
-from edgekd.runtime.thresholds import NEVER, assign_exits, binomial_se, calibrate, oracle, oracle_cost_at, outcome
+from edgekd.runtime.thresholds import NEVER, assign_exits, binomial_se, calibrate, drop_se, oracle, oracle_cost_at, outcome
 
 # 3 exits, 4 samples. Exit 1 is right on samples 0 and 1 and sure of both; exit 2 also on 2; exit 3 on all but 3.
 SCORES = np.array([[0.9, 0.8, 0.3, 0.2],
@@ -75,3 +75,14 @@ def test_temperature_fit_recovers_the_true_temperature():
 
 def test_binomial_standard_error():
     assert binomial_se(90.0, 2500) == pytest.approx(100 * math.sqrt(0.9 * 0.1 / 2500))
+
+
+def test_paired_drop_standard_error_counts_only_disagreements():
+    final = np.array([1] * 90 + [0] * 10, bool)
+    same = final.copy()
+    assert drop_se(final, same) == 0.0  # the exits taken agree with the final exit everywhere: no noise
+    taken = final.copy()
+    taken[:4] = False  # 4 of 100 images lost: differences 1,1,1,1 and 96 zeros
+    diff = np.array([1.0] * 4 + [0.0] * 96)
+    assert drop_se(final, taken) == pytest.approx(100 * diff.std(ddof=1) / 10)
+    assert drop_se(final, taken) < binomial_se(86.0, 100)

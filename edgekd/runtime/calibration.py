@@ -2,9 +2,10 @@
 
 Only validation images are used, never test: `val/` of the data root if it has one, otherwise the
 split the run itself carved from `train/` (same size and seed, from the manifest); without a data
-root, the validation sample stored in the bundle at export. The accuracy the
-thresholds promise carries binomial noise of about sqrt(p(1-p)/n); the command reports it, and
-`margin` holds that many extra points in reserve.
+root, the validation sample stored in the bundle at export. The promise carries sampling noise:
+the command reports the binomial s.e. of the accuracy and the paired s.e. of the drop (the
+final exit and the exits taken, judged on the same images), and `margin` holds extra points in
+reserve.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from edgekd.runtime.folder import split_images
 from edgekd.runtime.images import open_image, preprocess
 from edgekd.runtime.model import EarlyExitModel
 from edgekd.runtime.policies import POLICIES, fit_temperature
-from edgekd.runtime.thresholds import Outcome, binomial_se, calibrate
+from edgekd.runtime.thresholds import Outcome, assign_exits, binomial_se, calibrate, drop_se
 from edgekd.errors import BadInput
 
 
@@ -66,15 +67,17 @@ def exit_costs(manifest: dict[str, Any]) -> np.ndarray:
 
 
 def _search(model: EarlyExitModel, logits: list[np.ndarray], labels: np.ndarray, costs: np.ndarray, policy: str,
-            temperature: bool, **objective: Any) -> tuple[np.ndarray, Outcome, list[float], np.ndarray]:
-    """Thresholds for one policy (with or without per-exit temperatures) on the validation logits."""
+            temperature: bool, **objective: Any) -> tuple[np.ndarray, Outcome, list[float], np.ndarray, np.ndarray]:
+    """Thresholds for one policy (with or without per-exit temperatures) on the validation logits, their
+    outcome, the temperatures, every exit's correctness and the correctness of the exit each sample takes."""
     temperatures = [fit_temperature(z, labels) for z in logits] if temperature else [1.0] * model.num_exits
     model.temperatures = temperatures
     scored = [model.scores(z, k, policy) for k, z in enumerate(logits)]
     scores = np.stack([s for _, s in scored])
     correct = np.stack([p.argmax(1) == labels for p, _ in scored])
     thresholds, result = calibrate(scores, correct, costs, **objective)
-    return thresholds, result, temperatures, correct
+    taken = correct[assign_exits(scores, thresholds), np.arange(len(labels))]
+    return thresholds, result, temperatures, correct, taken
 
 
 def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, target_drop: float | None = None, budget: float | None = None,
@@ -93,25 +96,29 @@ def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, targ
     options = [(name, t) for name in POLICIES.names() for t in (False, True)] if policy == "auto" else [(policy, temperature)]
     tried = []
     for name, use_temperature in options:
-        thresholds, result, temperatures, correct = _search(model, logits, labels, costs, name, use_temperature, **objective)
-        tried.append((name, use_temperature, thresholds, result, temperatures, correct))
+        thresholds, result, temperatures, correct, taken = _search(model, logits, labels, costs, name, use_temperature, **objective)
+        tried.append((name, use_temperature, thresholds, result, temperatures, correct, taken))
         if len(options) > 1:
             log(f"  {name:<9} {'temperature' if use_temperature else 'raw        '}  validation accuracy {result.accuracy:6.2f}%  "
                 f"mean cost {result.cost:.3f}")
     rank = (lambda t: (t[3].cost, -t[3].accuracy)) if target_drop is not None else (lambda t: (-t[3].accuracy, t[3].cost))
-    name, use_temperature, thresholds, result, temperatures, correct = min(tried, key=rank)
+    name, use_temperature, thresholds, result, temperatures, correct, taken = min(tried, key=rank)
     final = 100.0 * correct[-1].mean()
     se = binomial_se(result.accuracy, len(labels))
+    paired = drop_se(correct[-1], taken)
     summary = {
         "name": name, "temperatures": temperatures, "objective": "target_drop" if target_drop is not None else "budget",
         "target_drop": target_drop, "budget": budget, "margin": margin, "val_images": len(labels),
         "val_accuracy": round(result.accuracy, 3), "val_final_exit_accuracy": round(final, 3),
         "val_mean_cost": round(result.cost, 4), "val_exit_counts": list(result.exit_counts), "binomial_se": round(se, 3),
+        "drop_se": round(paired, 3),
     }
     manifest = read_manifest(bundle)
     manifest["policy"], manifest["thresholds"] = summary, [float(t) for t in thresholds]
     write_manifest(Path(bundle), manifest)
     log(f"{name}{' with per-exit temperatures' if use_temperature else ''}: thresholds {', '.join(f'{t:.4f}' for t in thresholds)} "
         f"on {len(labels)} validation images: accuracy {result.accuracy:.2f}% (final exit {final:.2f}%, ±{se:.2f} binomial s.e.), "
-        f"mean cost {result.cost:.3f} of the model's FLOPs, exits taken {list(result.exit_counts)}")
+        f"mean cost {result.cost:.3f} of the model's FLOPs, exits taken {list(result.exit_counts)}; "
+        f"drop {final - result.accuracy:.2f} ± {paired:.2f} points (paired s.e.; one-sided 95% bound for new data: "
+        f"{final - result.accuracy + 1.64 * paired:.2f})")
     return summary

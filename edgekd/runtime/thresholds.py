@@ -116,6 +116,13 @@ def oracle_cost_at(correct: np.ndarray, costs: np.ndarray, accuracy: float) -> f
     return float(total / n)
 
 
+def drop_se(final_correct: np.ndarray, taken_correct: np.ndarray) -> float:
+    """Standard error (points) of the accuracy drop from the final exit to the exits taken, paired over
+    the same samples: only samples the two disagree on add noise, so it is far below the binomial one."""
+    diff = final_correct.astype(float) - taken_correct.astype(float)
+    return float(100.0 * diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+
+
 def binomial_se(accuracy: float, n: int) -> float:
     """Standard error (points) of an accuracy (%) measured on n samples."""
     p = accuracy / 100.0
