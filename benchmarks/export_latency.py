@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from edgekd.export.bundle import read_manifest
+from edgekd.runtime.bench import medians_in_turns
+from edgekd.runtime.engines import ChainedSession
 from edgekd.runtime.sessions import make_session, shared_pool
 
 
@@ -38,19 +38,8 @@ def session(path: Path, threads: int, spinning: bool) -> ort.InferenceSession:
 
 
 def median_ms(*fns, repeats: int) -> list[float]:
-    """Median milliseconds of each function, timed in turns (one call of each per round, the order
-    alternating) so that a slow spell of the machine lands on all of them rather than on one."""
-    for fn in fns:
-        for _ in range(5):
-            fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for round_ in range(repeats):
-        order = range(len(fns)) if round_ % 2 == 0 else reversed(range(len(fns)))
-        for i in order:
-            start = time.perf_counter()
-            fns[i]()
-            times[i].append(time.perf_counter() - start)
-    return [1e3 * statistics.median(t) for t in times]
+    """Median milliseconds of each function, timed in turns after 5 warm-up calls each."""
+    return [1e3 * t for t in medians_in_turns(fns, repeats, warmup=5)]
 
 
 def chained(bundle: Path, manifest: dict, prefix: str, threads: int, spinning: bool | None):
@@ -58,15 +47,8 @@ def chained(bundle: Path, manifest: dict, prefix: str, threads: int, spinning: b
     paths = [bundle / prefix / manifest["graphs"][f"segment_{k}"]["file"] for k in range(1, len(manifest["exits"]) + 1)]
     sessions = [make_session(p, ["CPUExecutionProvider"], threads, share_pool=True) if spinning is None else session(p, threads, spinning)
                 for p in paths]
-    names = [s.get_inputs()[0].name for s in sessions]
-
-    def run(x: np.ndarray) -> list[np.ndarray]:
-        logits = []
-        for s, name in zip(sessions, names):
-            x, z = s.run(None, {name: x})
-            logits.append(z)
-        return logits
-    return run
+    chain = ChainedSession(sessions)
+    return lambda x: chain.run(None, {"image": x})
 
 
 def full(bundle: Path, prefix: str, threads: int, spinning: bool):

@@ -16,7 +16,7 @@ import json
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -25,15 +25,23 @@ from edgekd.runtime.model import EarlyExitModel
 from edgekd.runtime.thresholds import assign_exits, oracle, oracle_cost_at, outcome, shared_sweep
 
 
+def medians_in_turns(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int = 3) -> list[float]:
+    """Median seconds of each function over `repeats` rounds. Within a round each is called once, the
+    order alternating round by round, so a slow spell of the machine falls on all of them alike."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for round_ in range(repeats):
+        for i in (range(len(fns)) if round_ % 2 == 0 else reversed(range(len(fns)))):
+            start = time.perf_counter()
+            fns[i]()
+            times[i].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
 def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return medians_in_turns([fn], repeats, warmup)[0]
 
 
 def segment_latencies(model: EarlyExitModel, image: np.ndarray, repeats: int) -> list[float]:
@@ -93,19 +101,14 @@ def run_bench(bundle: str | Path, data: str | Path, *, repeats: int = 50, batch:
 
 def per_image_seconds(model: EarlyExitModel, images: np.ndarray, passes: int, *settings: dict[str, Any]) -> list[float]:
     """For each `predict` setting, the median over `passes` of the mean seconds per image, each image
-    alone. The settings take turns pass by pass, so a slow spell of the machine falls on all of them."""
-    def one_pass(setting: dict[str, Any]) -> float:
-        start = time.perf_counter()
-        for i in range(len(images)):
-            model.predict(images[i:i + 1], **setting)
-        return (time.perf_counter() - start) / len(images)
-    for setting in settings:  # warm-up: sessions created, caches filled
-        one_pass(setting)
-    times: list[list[float]] = [[] for _ in settings]
-    for _ in range(passes):
-        for i, setting in enumerate(settings):
-            times[i].append(one_pass(setting))
-    return [statistics.median(t) for t in times]
+    alone; the settings take turns pass by pass (`medians_in_turns`), after one warm-up pass each."""
+    def one_pass(setting: dict[str, Any]) -> Callable[[], None]:
+        def run() -> None:
+            for i in range(len(images)):
+                model.predict(images[i:i + 1], **setting)
+        return run
+    totals = medians_in_turns([one_pass(s) for s in settings], passes, warmup=1)
+    return [t / len(images) for t in totals]
 
 
 def _calibrated(model: EarlyExitModel, images: np.ndarray, labels: np.ndarray, scores: np.ndarray, correct: np.ndarray,

@@ -10,7 +10,7 @@ reserve.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -66,10 +66,21 @@ def exit_costs(manifest: dict[str, Any]) -> np.ndarray:
     return np.asarray([e["cumulative_flops"] / full for e in manifest["exits"]])
 
 
+class Candidate(NamedTuple):
+    """One policy's calibration on the validation logits."""
+
+    policy: str
+    temperature: bool
+    thresholds: np.ndarray
+    outcome: Outcome
+    temperatures: list[float]
+    correct: np.ndarray  # (K, N): every exit's correctness
+    taken: np.ndarray  # (N,): correctness of the exit each sample takes
+
+
 def _search(model: EarlyExitModel, logits: list[np.ndarray], labels: np.ndarray, costs: np.ndarray, policy: str,
-            temperature: bool, **objective: Any) -> tuple[np.ndarray, Outcome, list[float], np.ndarray, np.ndarray]:
-    """Thresholds for one policy (with or without per-exit temperatures) on the validation logits, their
-    outcome, the temperatures, every exit's correctness and the correctness of the exit each sample takes."""
+            temperature: bool, **objective: Any) -> Candidate:
+    """Thresholds for one policy (with or without per-exit temperatures) on the validation logits."""
     temperatures = [fit_temperature(z, labels) for z in logits] if temperature else [1.0] * model.num_exits
     model.temperatures = temperatures
     scored = [model.scores(z, k, policy) for k, z in enumerate(logits)]
@@ -77,7 +88,7 @@ def _search(model: EarlyExitModel, logits: list[np.ndarray], labels: np.ndarray,
     correct = np.stack([p.argmax(1) == labels for p, _ in scored])
     thresholds, result = calibrate(scores, correct, costs, **objective)
     taken = correct[assign_exits(scores, thresholds), np.arange(len(labels))]
-    return thresholds, result, temperatures, correct, taken
+    return Candidate(policy, temperature, thresholds, result, temperatures, correct, taken)
 
 
 def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, target_drop: float | None = None, budget: float | None = None,
@@ -96,12 +107,12 @@ def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, targ
     options = [(name, t) for name in POLICIES.names() for t in (False, True)] if policy == "auto" else [(policy, temperature)]
     tried = []
     for name, use_temperature in options:
-        thresholds, result, temperatures, correct, taken = _search(model, logits, labels, costs, name, use_temperature, **objective)
-        tried.append((name, use_temperature, thresholds, result, temperatures, correct, taken))
+        candidate = _search(model, logits, labels, costs, name, use_temperature, **objective)
+        tried.append(candidate)
         if len(options) > 1:
-            log(f"  {name:<9} {'temperature' if use_temperature else 'raw        '}  validation accuracy {result.accuracy:6.2f}%  "
-                f"mean cost {result.cost:.3f}")
-    rank = (lambda t: (t[3].cost, -t[3].accuracy)) if target_drop is not None else (lambda t: (-t[3].accuracy, t[3].cost))
+            log(f"  {name:<9} {'temperature' if use_temperature else 'raw        '}  validation accuracy "
+                f"{candidate.outcome.accuracy:6.2f}%  mean cost {candidate.outcome.cost:.3f}")
+    rank = (lambda c: (c.outcome.cost, -c.outcome.accuracy)) if target_drop is not None else (lambda c: (-c.outcome.accuracy, c.outcome.cost))
     name, use_temperature, thresholds, result, temperatures, correct, taken = min(tried, key=rank)
     final = 100.0 * correct[-1].mean()
     se = binomial_se(result.accuracy, len(labels))
