@@ -6,7 +6,9 @@ compared are timed in turns, so the machine's slow spells fall on all of them al
 segments run as one session per segment, three ways: per-session thread pools with onnxruntime's
 default spinning (idle pools spin and fight over the cores), per-session pools with spinning off,
 and one thread pool shared by every session of the process (what the runtime uses); `full` is
-timed with a per-session pool and with the shared one.
+timed with a per-session pool and with the shared one. On the shared pool the chain also runs
+with plain `session.run` (each feature map copied out of onnxruntime and back in), next to the
+runtime's chain, whose segments write into buffers the next one reads (`edgekd.runtime.chain`).
 
     python benchmarks/export_latency.py export/oto_resnet18-quick [--run runs/oto_resnet18-quick] [--repeats 50]
 """
@@ -23,7 +25,7 @@ import onnxruntime as ort
 
 from edgekd.export.bundle import read_manifest
 from edgekd.runtime.bench import medians_in_turns
-from edgekd.runtime.engines import ChainedSession
+from edgekd.runtime.chain import ChainedSession, SegmentChain
 from edgekd.runtime.sessions import make_session, shared_pool
 
 
@@ -37,17 +39,28 @@ def session(path: Path, threads: int, spinning: bool) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def median_ms(*fns, repeats: int) -> list[float]:
-    """Median milliseconds of each function, timed in turns after 5 warm-up calls each."""
-    return [1e3 * t for t in medians_in_turns(fns, repeats, warmup=5)]
+def median_ms(*fns, repeats: int, block: int = 1) -> list[float]:
+    """Median milliseconds of each function, timed in turns (`block` calls a turn) after 5 warm-up calls each."""
+    return [1e3 * t for t in medians_in_turns(fns, max(1, repeats // block), warmup=5, block=block)]
 
 
-def chained(bundle: Path, manifest: dict, prefix: str, threads: int, spinning: bool | None):
-    """Segment sessions; `spinning=None`: the runtime's sessions on the shared pool."""
+def chained(bundle: Path, manifest: dict, prefix: str, threads: int, spinning: bool | None, bound: bool = True):
+    """Segment sessions; `spinning=None`: the runtime's sessions on the shared pool. `bound=False`: feature
+    maps handed on by plain `session.run` (copied out and back in) instead of the runtime's bound buffers."""
     paths = [bundle / prefix / manifest["graphs"][f"segment_{k}"]["file"] for k in range(1, len(manifest["exits"]) + 1)]
     sessions = [make_session(p, ["CPUExecutionProvider"], threads, share_pool=True) if spinning is None else session(p, threads, spinning)
                 for p in paths]
-    chain = ChainedSession(sessions)
+    if not bound:
+        names = [s.get_inputs()[0].name for s in sessions]
+
+        def plain(x: np.ndarray) -> list[np.ndarray]:
+            logits = []
+            for s, name in zip(sessions, names):
+                x, z = s.run(None, {name: x})
+                logits.append(z)
+            return logits
+        return plain
+    chain = ChainedSession(SegmentChain.for_bundle(sessions, manifest))
     return lambda x: chain.run(None, {"image": x})
 
 
@@ -86,6 +99,9 @@ def main() -> None:
     parser.add_argument("--run", type=Path, help="the run the bundle came from: its test split gives INT8 vs FP32 accuracy")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--block", type=int, default=1,
+                        help="calls of one graph in a row per turn: 1 alternates call by call (each call finds the caches "
+                             "holding the other graphs' weights); 20 or so measures the warm, steady state of a deployed model")
     parser.add_argument("--pool", choices=["both", "per-session", "shared"], default="both",
                         help="thread pools of the chained-vs-full comparison (each measured in its own process)")
     args = parser.parse_args()
@@ -94,29 +110,32 @@ def main() -> None:
     rng = np.random.default_rng(0)
     if args.pool != "both":
         print(f"{args.bundle}: {len(manifest['exits'])} exits, input {size}, {args.threads} threads, median of {args.repeats}; "
-              f"{args.pool} thread pool(s)")
+              f"{args.pool} thread pool(s); {args.block} call(s) of a graph per turn")
     if args.pool == "both":  # onnxruntime allows one kind of pool per process: measure each in its own
         for pool in ("per-session", "shared"):
             subprocess.run([sys.executable, __file__, str(args.bundle), "--repeats", str(args.repeats), "--threads",
-                            str(args.threads), "--pool", pool], check=True)
+                            str(args.threads), "--pool", pool, "--block", str(args.block)], check=True)
     elif args.pool == "per-session":
         print(f"{'batch':>5} {'full ms':>8} {'chained, spinning':>18} {'ratio':>6} {'chained, no spinning':>21} {'ratio':>6}")
         for batch in (1, 64):
             x = rng.standard_normal((batch, *size)).astype(np.float32)
             full_run = full(args.bundle, "", args.threads, True)
             spin, calm = (chained(args.bundle, manifest, "", args.threads, s) for s in (True, False))
-            t_full, t_spin, t_calm = median_ms(lambda: full_run(x), lambda: spin(x), lambda: calm(x), repeats=args.repeats)
+            t_full, t_spin, t_calm = median_ms(lambda: full_run(x), lambda: spin(x), lambda: calm(x), repeats=args.repeats,
+                                            block=args.block)
             print(f"{batch:>5} {t_full:>8.3f} {t_spin:>18.3f} {t_spin / t_full:>6.3f} {t_calm:>21.3f} {t_calm / t_full:>6.3f}")
         return
     else:
         shared_pool(args.threads)  # before any session: one pool for the whole process, as edgekd's commands run
-        print(f"{'batch':>5} {'full ms (shared pool)':>22} {'chained ms (shared pool)':>25} {'ratio':>6}")
+        print(f"{'batch':>5} {'full ms':>8} {'chained, plain run':>19} {'ratio':>6} {'chained, bound buffers':>23} {'ratio':>6}")
         for batch in (1, 64):
             x = rng.standard_normal((batch, *size)).astype(np.float32)
             shared_full = make_session(args.bundle / "full.onnx", ["CPUExecutionProvider"], args.threads, share_pool=True)
-            shared = chained(args.bundle, manifest, "", args.threads, None)
-            t_full, t_shared = median_ms(lambda: shared_full.run(None, {"image": x}), lambda: shared(x), repeats=args.repeats)
-            print(f"{batch:>5} {t_full:>22.3f} {t_shared:>25.3f} {t_shared / t_full:>6.3f}")
+            bound = chained(args.bundle, manifest, "", args.threads, None)
+            plain = chained(args.bundle, manifest, "", args.threads, None, bound=False)
+            t_full, t_plain, t_bound = median_ms(lambda: shared_full.run(None, {"image": x}), lambda: plain(x), lambda: bound(x),
+                                                 repeats=args.repeats, block=args.block)
+            print(f"{batch:>5} {t_full:>8.3f} {t_plain:>19.3f} {t_plain / t_full:>6.3f} {t_bound:>23.3f} {t_bound / t_full:>6.3f}")
         return
     if "int8" not in manifest:
         return
@@ -125,7 +144,7 @@ def main() -> None:
     fp32, int8 = full(args.bundle, "", args.threads, True), full(args.bundle, manifest["int8"]["dir"], args.threads, True)
     for batch in (1, 64):
         x = rng.standard_normal((batch, *size)).astype(np.float32)
-        a, b = median_ms(lambda: fp32(x), lambda: int8(x), repeats=args.repeats)
+        a, b = median_ms(lambda: fp32(x), lambda: int8(x), repeats=args.repeats, block=args.block)
         print(f"{batch:>5} {a:>9.3f} {b:>9.3f} {b / a:>10.3f}")
     if args.run:
         images, labels = test_split(args.run)

@@ -105,21 +105,6 @@ def test_policies_and_int8(test_images):
         assert np.abs(p32 - p8).mean() < 0.02  # the tiny model's flat outputs make argmax agreement a poor measure
 
 
-def test_segments_chained_reproduce_the_prefix_and_full_graphs(model, test_images):
-    """How the native TensorRT backend, which has only segment engines, answers prefix and full requests."""
-    from edgekd.runtime.engines import ChainedSession
-
-    images, _ = test_images
-    segments = [model.session(f"segment_{k}") for k in range(1, model.num_exits + 1)]
-    full = model.session("full").run(None, {"image": images})
-    chained = ChainedSession(segments).run(None, {"image": images})
-    for a, b in zip(full, chained):
-        np.testing.assert_allclose(a, b, atol=1e-4)
-    for k in range(1, model.num_exits + 1):
-        (prefix,) = model.session(f"prefix_{k}").run(None, {"image": images})
-        np.testing.assert_allclose(ChainedSession(segments, k).run(None, {"image": images})[0], prefix, atol=1e-4)
-
-
 def test_tensorrt_precision_needs_engines_in_the_bundle():
     with pytest.raises(ValueError, match="no TensorRT engines.*--format tensorrt"):
         EarlyExitModel(BUNDLE, precision="tensorrt")

@@ -25,18 +25,21 @@ from edgekd.runtime.model import EarlyExitModel
 from edgekd.runtime.thresholds import assign_exits, oracle, oracle_cost_at, outcome, shared_sweep
 
 
-def medians_in_turns(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int = 3) -> list[float]:
-    """Median seconds of each function over `repeats` rounds. Within a round each is called once, the
-    order alternating round by round, so a slow spell of the machine falls on all of them alike."""
+def medians_in_turns(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int = 3, block: int = 1) -> list[float]:
+    """Median seconds of each function over `repeats` rounds. Within a round each is called `block`
+    times in a row (every call timed), the order alternating round by round, so a slow spell of the
+    machine falls on all of them alike. `block=1` alternates call by call, so each call finds the
+    caches holding the other functions' data; a longer block measures the warm, steady state."""
     for fn in fns:
         for _ in range(warmup):
             fn()
     times: list[list[float]] = [[] for _ in fns]
     for round_ in range(repeats):
         for i in (range(len(fns)) if round_ % 2 == 0 else reversed(range(len(fns)))):
-            start = time.perf_counter()
-            fns[i]()
-            times[i].append(time.perf_counter() - start)
+            for _ in range(block):
+                start = time.perf_counter()
+                fns[i]()
+                times[i].append(time.perf_counter() - start)
     return [statistics.median(t) for t in times]
 
 
@@ -95,7 +98,7 @@ def run_bench(bundle: str | Path, data: str | Path, *, repeats: int = 50, batch:
                    "exit_counts": list(best_oracle.exit_counts)},
     }
     if model.thresholds:
-        report["calibrated"] = _calibrated(model, images, labels, scores, correct, costs, path_latency, batch, repeats, passes)
+        report["calibrated"] = _calibrated(model, images, labels, scores, correct, costs, path_latency, batch, passes)
     return report
 
 
@@ -112,7 +115,7 @@ def per_image_seconds(model: EarlyExitModel, images: np.ndarray, passes: int, *s
 
 
 def _calibrated(model: EarlyExitModel, images: np.ndarray, labels: np.ndarray, scores: np.ndarray, correct: np.ndarray,
-                costs: np.ndarray, path_latency: np.ndarray, batch: int, repeats: int, passes: int) -> dict[str, Any]:
+                costs: np.ndarray, path_latency: np.ndarray, batch: int, passes: int) -> dict[str, Any]:
     """The calibrated operating point on test: accuracy, FLOPs, measured latency, throughput, the goals' ratios.
 
     Early exit and the full model are timed the same way, through `predict` (preprocessing checks,
@@ -121,10 +124,10 @@ def _calibrated(model: EarlyExitModel, images: np.ndarray, labels: np.ndarray, s
     result = outcome(scores, correct, costs, thresholds)
     k_exits = model.num_exits
     measured, full_latency = per_image_seconds(model, images, passes, {"mode": "early"}, {"mode": "exit", "exit": k_exits})
-    # Batched: the early-exit loop with compaction vs the plain model, both at `batch`.
+    # Batched: the early-exit loop with compaction vs the plain model, both at `batch`, passes in turns.
     chunks = [images[i:i + batch] for i in range(0, len(images) - batch + 1, batch)]
-    t_plain = median_seconds(lambda: [model.predict(c, mode="exit", exit=k_exits) for c in chunks], max(3, repeats // 10), warmup=1)
-    t_early = median_seconds(lambda: [model.predict(c, mode="early") for c in chunks], max(3, repeats // 10), warmup=1)
+    t_plain, t_early = medians_in_turns([lambda: [model.predict(c, mode="exit", exit=k_exits) for c in chunks],
+                                         lambda: [model.predict(c, mode="early") for c in chunks]], passes, warmup=1)
     full_accuracy = 100.0 * correct[-1].mean()
     oracle_cost = oracle_cost_at(correct, costs, result.accuracy)
     predicted_speedup = 1.0 / result.cost

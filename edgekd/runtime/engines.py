@@ -2,22 +2,19 @@
 
 `EngineSession` runs one segment engine and answers the two calls the runtime makes of an
 onnxruntime session (`get_inputs()[0].name`, `run(None, feeds)`), so the early-exit loop is the same
-on both. Only segments have engines; `ChainedSession` composes them into the prefix and full
+on both. Only segments have engines; `chain.ChainedSession` composes them into the prefix and full
 graphs (image -> logits of exit k, or of every exit). Needs TensorRT and cuda-python on a CUDA
 device (on a Jetson: JetPack's python3-libnvinfer and `pip install cuda-python`); no torch.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from edgekd.errors import BadInput
-
-
-class InputArg(NamedTuple):
-    name: str
+from edgekd.runtime.chain import InputArg
 
 
 def _cudart() -> Any:
@@ -105,23 +102,3 @@ class EngineSession:
     def __del__(self) -> None:
         for pointer, _ in getattr(self, "_buffers", {}).values():
             self._cudart.cudaFree(pointer)
-
-
-class ChainedSession:
-    """Segments run one after another as a prefix (`exit=k`: image -> logits_k) or the full graph
-    (`exit=None`: image -> every exit's logits), for backends that only have segment graphs."""
-
-    def __init__(self, segments: list[Any], exit: int | None = None) -> None:
-        self._segments = segments[:exit] if exit else segments
-        self._names = [s.get_inputs()[0].name for s in self._segments]
-        self._all = exit is None
-
-    def get_inputs(self) -> list[InputArg]:
-        return [InputArg("image")]
-
-    def run(self, output_names: Sequence[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        x, logits = feeds["image"], []
-        for session, name in zip(self._segments, self._names):
-            x, z = session.run(None, {name: x})
-            logits.append(z)
-        return logits if self._all else [logits[-1]]

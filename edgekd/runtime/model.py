@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgekd.export.bundle import read_manifest
+from edgekd.runtime.chain import ChainedSession, SegmentChain
 from edgekd.runtime.images import to_batch
 from edgekd.runtime.policies import policy as get_policy
 from edgekd.runtime.policies import softmax
@@ -73,7 +74,7 @@ class EarlyExitModel:
         self.num_exits = len(self.manifest["exits"])
         self.classes: list[str] = list(self.manifest["classes"])
         self._sessions: dict[str, Any] = {}
-        self._input_names: dict[str, str] = {}
+        self._chain: SegmentChain | None = None
         calibrated = self.manifest.get("thresholds") or None
         self.policy_name: str = (self.manifest.get("policy") or {}).get("name", "max_prob")
         self.thresholds: list[float] | None = list(calibrated) if calibrated else None
@@ -91,19 +92,25 @@ class EarlyExitModel:
             else:
                 session = make_session(self.graph_dir / self.manifest["graphs"][name]["file"], self.providers, self.threads,
                                        share_pool=self.shared_threads)
-            self._input_names[name] = session.get_inputs()[0].name
             self._sessions[name] = session
         return self._sessions[name]
 
+    @property
+    def chain(self) -> SegmentChain:
+        """The segment sessions as one chain, which the early-exit loop runs (see `chain`)."""
+        if self._chain is None:
+            segments = [self.session(f"segment_{k}") for k in range(1, self.num_exits + 1)]
+            self._chain = SegmentChain.for_bundle(segments, self.manifest)
+        return self._chain
+
     def _engine_session(self, name: str) -> Any:
         """A native TensorRT engine for segment_k; prefix_k and full chain the segment engines."""
-        from edgekd.runtime.engines import ChainedSession, EngineSession
+        from edgekd.runtime.engines import EngineSession
 
         if name.startswith("segment_"):
             engine = self.bundle / self.manifest["tensorrt"]["engines"][name]
             return EngineSession(engine, self.manifest["graphs"][name]["outputs"])
-        segments = [self.session(f"segment_{k}") for k in range(1, self.num_exits + 1)]
-        return ChainedSession(segments, None if name == "full" else int(name.split("_")[1]))
+        return ChainedSession(self.chain, None if name == "full" else int(name.split("_")[1]))
 
     def scores(self, logits: np.ndarray, exit_index: int, policy: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities, policy scores) of exit `exit_index` (0-based), temperature-scaled."""
@@ -134,30 +141,31 @@ class EarlyExitModel:
         return self._all(batch, policy)
 
     def _early(self, batch: np.ndarray, thresholds: Sequence[float], policy: str | None) -> Prediction:
-        n = len(batch)
+        n, last = len(batch), self.num_exits - 1
         labels, exits = np.zeros(n, np.int64), np.zeros(n, np.int64)
         confidences = np.zeros(n)
         probs_taken = np.zeros((n, len(self.classes)))
         exit_scores = np.full((n, self.num_exits), np.nan)
         timings: dict[str, float] = {}
-        remaining, x = np.arange(n), batch
-        for k in range(self.num_exits):
-            name = f"segment_{k + 1}"
-            session = self.session(name)
-            start = time.perf_counter()
-            feature, logits = session.run(None, {self._input_names[name]: x})
-            timings[name] = time.perf_counter() - start
-            probs, score = self.scores(logits, k, policy)
+        remaining: Any = slice(None)  # rows of the batch still running: all of them until someone leaves
+        step = self.chain.start(batch)
+        while True:
+            k = step.segment
+            timings[f"segment_{k + 1}"] = step.seconds
+            probs, score = self.scores(step.logits, k, policy)
             exit_scores[remaining, k] = score
-            done = np.ones(len(x), bool) if k == self.num_exits - 1 else score >= thresholds[k]
-            if not done.any():  # nobody leaves here: the whole batch goes on, nothing to compact
-                x = feature
-                continue
-            idx = remaining[done]
-            labels[idx], confidences[idx], exits[idx], probs_taken[idx] = probs[done].argmax(1), score[done], k + 1, probs[done]
-            if done.all():
+            done = score >= thresholds[k] if k < last else None
+            leaving = len(score) if done is None else np.count_nonzero(done)
+            if leaving == len(score):  # everyone left: no compaction
+                labels[remaining], confidences[remaining], exits[remaining], probs_taken[remaining] = probs.argmax(1), score, k + 1, probs
                 break
-            remaining, x = remaining[~done], feature[~done]
+            if leaving == 0:  # nobody leaves here: the whole batch goes on
+                step.advance()
+                continue
+            rows = np.arange(n)[remaining]
+            idx, remaining = rows[done], rows[~done]
+            labels[idx], confidences[idx], exits[idx], probs_taken[idx] = probs[done].argmax(1), score[done], k + 1, probs[done]
+            step.advance(~done)
         timings["total"] = sum(timings.values())
         return Prediction(labels, [self.classes[i] for i in labels], confidences, exits, probs_taken, timings,
                           exit_scores=exit_scores)

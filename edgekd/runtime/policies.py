@@ -18,9 +18,12 @@ POLICIES: Registry = Registry("exit policy")
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits / np.float32(temperature) if temperature != 1.0 else logits
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    """Row-wise softmax of `logits / temperature`, in a new array (`logits` is left as it is)."""
+    e = logits / np.asarray(temperature, logits.dtype)
+    e -= e.max(axis=1, keepdims=True)
+    np.exp(e, out=e)
+    e /= e.sum(axis=1, keepdims=True)
+    return e
 
 
 @POLICIES.register("max_prob")

@@ -1,0 +1,155 @@
+"""A bundle's segments run one after another, each feeding the next.
+
+At batch 1 a segment of a small model runs in a few hundred microseconds, so what happens between
+segments counts: with plain `session.run` every feature map is copied out of onnxruntime into a
+new numpy array and handed back in. `SegmentChain` instead binds (onnxruntime IOBinding) each
+CPU segment's outputs to buffers that the next segment's binding reads, so a feature map stays
+where it was written; the samples kept after an exit are compacted once, into the next segment's
+input buffer. Buffers belong to the calling thread, so several threads can share a model, and are
+used for batches of up to `MAX_BOUND_ROWS` (larger batches, and sessions on other devices or
+native TensorRT engines, run with plain `run`, where copies are small next to the compute).
+
+`ChainedSession` composes the segments into the prefix and full graphs (image -> logits of exit k,
+or of every exit), for backends that only have segment graphs and for latency comparisons.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+MAX_BOUND_ROWS = 64
+
+
+class InputArg(NamedTuple):
+    name: str
+
+
+class _Buffers:
+    """One thread's buffers for batches of up to `rows`, and the IOBindings that point into them."""
+
+    def __init__(self, rows: int, image_shape: Sequence[int], feature_shapes: Sequence[Sequence[int]], classes: int) -> None:
+        self.rows = rows
+        self.image = np.empty((rows, *image_shape), np.float32)
+        self.features = [np.empty((rows, *s), np.float32) for s in feature_shapes]
+        self.kept = [np.empty((rows, *s), np.float32) for s in feature_shapes[:-1]]  # compacted input of segment k+1
+        self.logits = [np.empty((rows, classes), np.float32) for _ in feature_shapes]
+        self.bindings: dict[tuple[int, int, bool], Any] = {}
+
+
+def _bind(bind: Any, name: str, array: np.ndarray) -> None:
+    bind(name, "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
+
+
+def _cpu_only(session: Any) -> bool:
+    return hasattr(session, "io_binding") and session.get_providers() == ["CPUExecutionProvider"]
+
+
+class SegmentChain:
+    """The segment sessions of a bundle, run in order; `start(images)` runs the first segment."""
+
+    def __init__(self, segments: Sequence[Any], outputs: Sequence[Sequence[str]], image_shape: Sequence[int],
+                 feature_shapes: Sequence[Sequence[int]], classes: int) -> None:
+        """`outputs`: each segment's (feature, logits) output names; shapes without the batch axis."""
+        self.segments = list(segments)
+        self.input_names = [s.get_inputs()[0].name for s in self.segments]
+        self.outputs = [list(o) for o in outputs]
+        self._shapes = (tuple(image_shape), [tuple(s) for s in feature_shapes], classes)
+        self.bound = all(_cpu_only(s) for s in self.segments)
+        self._local = threading.local()
+
+    @classmethod
+    def for_bundle(cls, segments: Sequence[Any], manifest: dict[str, Any]) -> "SegmentChain":
+        """The chain of a bundle's segment sessions (segment_1 first), shapes and names from its manifest."""
+        outputs = [manifest["graphs"][f"segment_{k}"]["outputs"] for k in range(1, len(segments) + 1)]
+        return cls(segments, outputs, manifest["input"]["shape"], [e["feature_shape"] for e in manifest["exits"]],
+                   len(manifest["classes"]))
+
+    def __len__(self) -> int:
+        return len(self.segments)
+
+    def buffers(self, rows: int) -> _Buffers:
+        """This thread's buffers, grown to hold `rows` samples."""
+        current = getattr(self._local, "buffers", None)
+        if current is None or current.rows < rows:
+            current = self._local.buffers = _Buffers(rows, *self._shapes)
+        return current
+
+    def binding(self, buffers: _Buffers, k: int, rows: int, kept: bool) -> Any:
+        """Segment k (0-based) reading `rows` samples from the image buffer (k = 0), the previous
+        segment's output buffer, or (`kept`) the compacted buffer, and writing into its own."""
+        key = (k, rows, kept)
+        if key not in buffers.bindings:
+            binding = self.segments[k].io_binding()
+            source = buffers.image if k == 0 else (buffers.kept if kept else buffers.features)[k - 1]
+            _bind(binding.bind_input, self.input_names[k], source[:rows])
+            _bind(binding.bind_output, self.outputs[k][0], buffers.features[k][:rows])
+            _bind(binding.bind_output, self.outputs[k][1], buffers.logits[k][:rows])
+            buffers.bindings[key] = binding
+        return buffers.bindings[key]
+
+    def start(self, images: np.ndarray) -> "ChainPass":
+        return ChainPass(self, images)
+
+
+class ChainPass:
+    """One batch on its way through the chain: `feature` and `logits` of the segment just run
+    (`segment`, 0-based; they are reused by the next call in this thread, so copy what you keep),
+    `seconds` it took; `advance(keep)` runs the next segment on every sample or on the kept ones."""
+
+    def __init__(self, chain: SegmentChain, images: np.ndarray) -> None:
+        self.chain, self.segment, self.rows = chain, 0, len(images)
+        self._buffers = chain.buffers(self.rows) if chain.bound and self.rows <= MAX_BOUND_ROWS else None
+        if self._buffers is not None:
+            np.copyto(self._buffers.image[:self.rows], images)
+            self._run_bound(kept=False)
+        else:
+            self._run_plain(images)
+
+    def advance(self, keep: np.ndarray | None = None) -> None:
+        """Run the next segment on the samples where `keep` is True (all of them when None)."""
+        feature, self.segment = self.feature, self.segment + 1
+        if keep is not None:
+            self.rows = int(np.count_nonzero(keep))
+        if self._buffers is None:
+            self._run_plain(feature if keep is None else feature[keep])
+            return
+        if keep is not None:
+            np.compress(keep, feature, axis=0, out=self._buffers.kept[self.segment - 1][:self.rows])
+        self._run_bound(kept=keep is not None)
+
+    def _run_bound(self, kept: bool) -> None:
+        k, buffers = self.segment, self._buffers
+        binding = self.chain.binding(buffers, k, self.rows, kept)
+        start = time.perf_counter()
+        self.chain.segments[k].run_with_iobinding(binding)
+        self.seconds = time.perf_counter() - start
+        self.feature, self.logits = buffers.features[k][:self.rows], buffers.logits[k][:self.rows]
+
+    def _run_plain(self, x: np.ndarray) -> None:
+        k = self.segment
+        start = time.perf_counter()
+        self.feature, self.logits = self.chain.segments[k].run(None, {self.chain.input_names[k]: x})
+        self.seconds = time.perf_counter() - start
+
+
+class ChainedSession:
+    """The chain as a prefix (`exit=k`: image -> logits_k) or the full graph (`exit=None`: image ->
+    every exit's logits), answering `get_inputs()` and `run(None, feeds)` like an onnxruntime session."""
+
+    def __init__(self, chain: SegmentChain, exit: int | None = None) -> None:
+        self._chain, self._last = chain, exit or len(chain)
+        self._all = exit is None
+
+    def get_inputs(self) -> list[InputArg]:
+        return [InputArg("image")]
+
+    def run(self, output_names: Sequence[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        step = self._chain.start(feeds["image"])
+        logits = [step.logits.copy()]
+        while step.segment + 1 < self._last:
+            step.advance()
+            logits.append(step.logits.copy())
+        return logits if self._all else [logits[-1]]
