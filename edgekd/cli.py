@@ -121,7 +121,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if (args.target_drop is None) == (args.budget is None):
         raise EdgekdError("give exactly one of --target-drop POINTS or --budget FRACTION")
     calibrate_bundle(args.bundle, args.data, target_drop=args.target_drop, budget=args.budget, policy=args.policy,
-                     temperature=args.temperature, margin=args.margin)
+                     temperature=args.temperature, margin=args.margin, confidence=args.confidence)
     return 0
 
 
@@ -199,7 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="exit policy: max_prob, entropy, margin, or auto (each of them with and without --temperature; "
                             "the best on validation is kept)")
     calib.add_argument("--temperature", action="store_true", help="fit a temperature per exit on the validation images first")
-    calib.add_argument("--margin", type=float, default=0.0, help="extra accuracy points held in reserve (binomial noise)")
+    calib.add_argument("--margin", type=float, default=0.0, help="extra accuracy points held in reserve")
+    calib.add_argument("--confidence", type=float,
+                       help="with --target-drop: meet the target with the drop's one-sided upper bound at this level "
+                            "(e.g. 0.95: drop + 1.645 paired s.e.), so new data stays within it")
     calib.set_defaults(func=cmd_calibrate)
     bench = sub.add_parser("bench", help="per-exit accuracy/latency, early-exit curve, oracle, calibrated point (JSON + PNG)")
     bench.add_argument("bundle")

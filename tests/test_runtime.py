@@ -135,6 +135,17 @@ def test_calibrate_meets_its_target_on_validation_and_writes_the_manifest(bundle
     assert policy["val_mean_cost"] <= 0.6 and policy["name"] == "entropy" and len(policy["temperatures"]) == 4
 
 
+def test_calibrate_with_a_confidence_level_keeps_the_drops_upper_bound_within_target(bundle):
+    result = run_cli("calibrate", str(bundle), "--data", str(IMAGES), "--target-drop", "5", "--confidence", "0.9")
+    assert result.returncode == 0, result.stderr
+    policy = json.loads((bundle / "manifest.json").read_text())["policy"]
+    drop = policy["val_final_exit_accuracy"] - policy["val_accuracy"]
+    assert policy["confidence"] == 0.9 and drop + 1.2816 * policy["drop_se"] <= 5.0 + 1e-3
+    assert "one-sided 90% bound" in result.stdout
+    refused = run_cli("calibrate", str(bundle), "--data", str(IMAGES), "--budget", "0.5", "--confidence", "0.9")
+    assert refused.returncode != 0 and "applies to a target drop" in refused.stderr and "Traceback" not in refused.stderr
+
+
 def test_calibrate_auto_keeps_the_cheapest_policy_on_validation(bundle):
     from edgekd.runtime.calibration import calibrate_bundle
 

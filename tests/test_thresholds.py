@@ -49,6 +49,22 @@ def test_margin_demands_more_accuracy():
     assert without.accuracy == 50.0 and with_margin.accuracy == 75.0 and with_margin.cost > without.cost
 
 
+def test_confidence_holds_the_drops_standard_error_in_reserve():
+    # All at exit 1 drops 25 points (sample 2), with a paired s.e. of 25: its 95% bound (66) misses a
+    # target of 25, so the search keeps the final exit's accuracy, whose drop and s.e. are both 0.
+    _, plain = calibrate(SCORES, CORRECT, COSTS, target_drop=25.0)
+    _, sure = calibrate(SCORES, CORRECT, COSTS, target_drop=25.0, confidence=0.95)
+    assert plain.accuracy == 50.0 and plain.drop_se == pytest.approx(25.0)
+    assert sure.accuracy == 75.0 and sure.drop_se == 0.0 and sure.cost > plain.cost
+    _, lenient = calibrate(SCORES, CORRECT, COSTS, target_drop=25.0 + 1.645 * 25.0, confidence=0.95)
+    assert lenient.accuracy == 50.0
+    for bad in (0.3, 1.0, 95):
+        with pytest.raises(ValueError, match=r"confidence must be a probability in \[0.5, 1\)"):
+            calibrate(SCORES, CORRECT, COSTS, target_drop=1.0, confidence=bad)
+    with pytest.raises(ValueError, match="applies to a target drop"):
+        calibrate(SCORES, CORRECT, COSTS, budget=0.5, confidence=0.95)
+
+
 def test_oracle_and_its_cost_at_a_lower_accuracy():
     best = oracle(CORRECT, COSTS)
     assert best.accuracy == 75.0 and best.cost == pytest.approx((0.3 + 0.3 + 0.6 + 0.3) / 4)

@@ -20,7 +20,7 @@ from edgekd.runtime.folder import split_images
 from edgekd.runtime.images import open_image, preprocess
 from edgekd.runtime.model import EarlyExitModel
 from edgekd.runtime.policies import POLICIES, fit_temperature
-from edgekd.runtime.thresholds import Outcome, assign_exits, binomial_se, calibrate, drop_se
+from edgekd.runtime.thresholds import Outcome, binomial_se, calibrate, confidence_z
 from edgekd.errors import BadInput
 
 
@@ -75,7 +75,6 @@ class Candidate(NamedTuple):
     outcome: Outcome
     temperatures: list[float]
     correct: np.ndarray  # (K, N): every exit's correctness
-    taken: np.ndarray  # (N,): correctness of the exit each sample takes
 
 
 def _search(model: EarlyExitModel, logits: list[np.ndarray], labels: np.ndarray, costs: np.ndarray, policy: str,
@@ -87,23 +86,23 @@ def _search(model: EarlyExitModel, logits: list[np.ndarray], labels: np.ndarray,
     scores = np.stack([s for _, s in scored])
     correct = np.stack([p.argmax(1) == labels for p, _ in scored])
     thresholds, result = calibrate(scores, correct, costs, **objective)
-    taken = correct[assign_exits(scores, thresholds), np.arange(len(labels))]
-    return Candidate(policy, temperature, thresholds, result, temperatures, correct, taken)
+    return Candidate(policy, temperature, thresholds, result, temperatures, correct)
 
 
 def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, target_drop: float | None = None, budget: float | None = None,
-                     policy: str = "max_prob", temperature: bool = False, margin: float = 0.0,
+                     policy: str = "max_prob", temperature: bool = False, margin: float = 0.0, confidence: float | None = None,
                      log: Callable[[str], None] = print) -> dict[str, Any]:
     """Choose thresholds on validation images and write them (and the policy) into the bundle's manifest.
     `policy='auto'` tries every registered policy with and without per-exit temperatures and keeps the
     one with the lowest validation cost (`target_drop`) or the best validation accuracy (`budget`)."""
     if policy != "auto":
         POLICIES.get(policy)  # an unknown name is refused before any image is read
+    z = confidence_z(confidence, "target_drop" if target_drop is not None else "budget")  # bad levels too
     model = EarlyExitModel(bundle)
     images, labels = load_split(model, data, "val")
     logits = exit_logits(model, images)
     costs = exit_costs(model.manifest)
-    objective = {"target_drop": target_drop, "budget": budget, "margin": margin}
+    objective = {"target_drop": target_drop, "budget": budget, "margin": margin, "confidence": confidence}
     options = [(name, t) for name in POLICIES.names() for t in (False, True)] if policy == "auto" else [(policy, temperature)]
     tried = []
     for name, use_temperature in options:
@@ -113,13 +112,12 @@ def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, targ
             log(f"  {name:<9} {'temperature' if use_temperature else 'raw        '}  validation accuracy "
                 f"{candidate.outcome.accuracy:6.2f}%  mean cost {candidate.outcome.cost:.3f}")
     rank = (lambda c: (c.outcome.cost, -c.outcome.accuracy)) if target_drop is not None else (lambda c: (-c.outcome.accuracy, c.outcome.cost))
-    name, use_temperature, thresholds, result, temperatures, correct, taken = min(tried, key=rank)
+    name, use_temperature, thresholds, result, temperatures, correct = min(tried, key=rank)
     final = 100.0 * correct[-1].mean()
-    se = binomial_se(result.accuracy, len(labels))
-    paired = drop_se(correct[-1], taken)
+    se, paired = binomial_se(result.accuracy, len(labels)), result.drop_se
     summary = {
         "name": name, "temperatures": temperatures, "objective": "target_drop" if target_drop is not None else "budget",
-        "target_drop": target_drop, "budget": budget, "margin": margin, "val_images": len(labels),
+        "target_drop": target_drop, "budget": budget, "margin": margin, "confidence": confidence, "val_images": len(labels),
         "val_accuracy": round(result.accuracy, 3), "val_final_exit_accuracy": round(final, 3),
         "val_mean_cost": round(result.cost, 4), "val_exit_counts": list(result.exit_counts), "binomial_se": round(se, 3),
         "drop_se": round(paired, 3),
@@ -130,6 +128,6 @@ def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, targ
     log(f"{name}{' with per-exit temperatures' if use_temperature else ''}: thresholds {', '.join(f'{t:.4f}' for t in thresholds)} "
         f"on {len(labels)} validation images: accuracy {result.accuracy:.2f}% (final exit {final:.2f}%, ±{se:.2f} binomial s.e.), "
         f"mean cost {result.cost:.3f} of the model's FLOPs, exits taken {list(result.exit_counts)}; "
-        f"drop {final - result.accuracy:.2f} ± {paired:.2f} points (paired s.e.; one-sided 95% bound for new data: "
-        f"{final - result.accuracy + 1.64 * paired:.2f})")
+        f"drop {final - result.accuracy:.2f} ± {paired:.2f} points (paired s.e.; one-sided "
+        f"{100 * (confidence or 0.95):.0f}% bound for new data: {final - result.accuracy + (z or 1.645) * paired:.2f})")
     return summary

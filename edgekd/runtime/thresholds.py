@@ -11,10 +11,14 @@ Search (`calibrate`):
    objective with the others held, until a full pass changes nothing.
 Objectives: `target_drop` - the smallest mean cost whose accuracy is within `target_drop` points
 of the final exit's (plus `margin`); `budget` - the best accuracy whose mean cost is at most `budget`.
+With `confidence` (target_drop only), a point must meet the target with its drop's one-sided upper
+confidence bound (drop + z * paired s.e., normal approximation), not just with the drop itself, so
+that new data from the same distribution stays within the target with that probability.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -28,6 +32,7 @@ class Outcome:
     accuracy: float  # %
     cost: float  # mean fraction of the plain model's FLOPs
     exit_counts: tuple[int, ...]
+    drop_se: float = 0.0  # paired standard error (points) of the drop from the final exit
 
 
 def assign_exits(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -39,9 +44,9 @@ def assign_exits(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
 
 def outcome(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, thresholds: np.ndarray) -> Outcome:
     exits = assign_exits(scores, thresholds)
-    n = scores.shape[1]
-    return Outcome(float(100.0 * correct[exits, np.arange(n)].mean()), float(costs[exits].mean()),
-                   tuple(np.bincount(exits, minlength=len(costs)).tolist()))
+    taken = correct[exits, np.arange(scores.shape[1])]
+    return Outcome(float(100.0 * taken.mean()), float(costs[exits].mean()), tuple(np.bincount(exits, minlength=len(costs)).tolist()),
+                   drop_se(correct[-1], taken))
 
 
 def candidates(scores: np.ndarray, count: int = 101) -> list[np.ndarray]:
@@ -54,10 +59,11 @@ def shared_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, cou
     return [(float(t), outcome(scores, correct, costs, np.full(len(scores) - 1, t))) for t in grid]
 
 
-def _better(a: Outcome, b: Outcome | None, objective: str, limit: float) -> bool:
-    """Is `a` feasible and better than `b` (None: nothing feasible yet)?"""
+def _better(a: Outcome, b: Outcome | None, objective: str, limit: float, z: float = 0.0) -> bool:
+    """Is `a` feasible and better than `b` (None: nothing feasible yet)? `z`: standard errors of the
+    drop held in reserve (target_drop)."""
     if objective == "target_drop":
-        if a.accuracy < limit:
+        if a.accuracy - z * a.drop_se < limit:
             return False
         return b is None or (a.cost, -a.accuracy) < (b.cost, -b.accuracy)
     if a.cost > limit:
@@ -66,16 +72,17 @@ def _better(a: Outcome, b: Outcome | None, objective: str, limit: float) -> bool
 
 
 def calibrate(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, *, target_drop: float | None = None,
-              budget: float | None = None, margin: float = 0.0) -> tuple[np.ndarray, Outcome]:
+              budget: float | None = None, margin: float = 0.0, confidence: float | None = None) -> tuple[np.ndarray, Outcome]:
     """Thresholds (K-1,) and their validation outcome for the objective (exactly one of target_drop, budget)."""
     if (target_drop is None) == (budget is None):
         raise BadInput("give exactly one of target_drop (accuracy points) or budget (fraction of the model's FLOPs)")
     objective = "target_drop" if target_drop is not None else "budget"
+    z = confidence_z(confidence, objective)
     final_accuracy = 100.0 * correct[-1].mean()
     limit = final_accuracy - target_drop + margin if objective == "target_drop" else float(budget)
     best_t, best = None, None
     for t, result in shared_sweep(scores, correct, costs):
-        if _better(result, best, objective, limit):
+        if _better(result, best, objective, limit, z):
             best_t, best = np.full(len(scores) - 1, t), result
     if best is None:
         if objective == "budget":
@@ -91,9 +98,20 @@ def calibrate(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, *, tar
                 trial = best_t.copy()
                 trial[k] = value
                 result = outcome(scores, correct, costs, trial)
-                if _better(result, best, objective, limit):
+                if _better(result, best, objective, limit, z):
                     best_t, best, improved = trial, result, True
     return best_t, best
+
+
+def confidence_z(confidence: float | None, objective: str = "target_drop") -> float:
+    """The one-sided normal quantile of `confidence` (0 without one)."""
+    if confidence is None:
+        return 0.0
+    if objective != "target_drop":
+        raise BadInput("a confidence level applies to a target drop (--target-drop), not to a budget")
+    if not 0.5 <= confidence < 1.0:
+        raise BadInput(f"confidence must be a probability in [0.5, 1), e.g. 0.95; got {confidence}")
+    return NormalDist().inv_cdf(confidence)
 
 
 def oracle(correct: np.ndarray, costs: np.ndarray) -> Outcome:
