@@ -50,17 +50,7 @@ def chained(bundle: Path, manifest: dict, prefix: str, threads: int, spinning: b
     paths = [bundle / prefix / manifest["graphs"][f"segment_{k}"]["file"] for k in range(1, len(manifest["exits"]) + 1)]
     sessions = [make_session(p, ["CPUExecutionProvider"], threads, share_pool=True) if spinning is None else session(p, threads, spinning)
                 for p in paths]
-    if not bound:
-        names = [s.get_inputs()[0].name for s in sessions]
-
-        def plain(x: np.ndarray) -> list[np.ndarray]:
-            logits = []
-            for s, name in zip(sessions, names):
-                x, z = s.run(None, {name: x})
-                logits.append(z)
-            return logits
-        return plain
-    chain = ChainedSession(SegmentChain.for_bundle(sessions, manifest))
+    chain = ChainedSession(SegmentChain.for_bundle(sessions, manifest, bind=bound))
     return lambda x: chain.run(None, {"image": x})
 
 

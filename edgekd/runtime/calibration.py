@@ -97,7 +97,7 @@ def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, targ
     one with the lowest validation cost (`target_drop`) or the best validation accuracy (`budget`)."""
     if policy != "auto":
         POLICIES.get(policy)  # an unknown name is refused before any image is read
-    z = confidence_z(confidence, "target_drop" if target_drop is not None else "budget")  # bad levels too
+    confidence_z(confidence, "target_drop" if target_drop is not None else "budget")  # a bad level is refused before any image is read
     model = EarlyExitModel(bundle)
     images, labels = load_split(model, data, "val")
     logits = exit_logits(model, images)
@@ -115,6 +115,7 @@ def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, targ
     name, use_temperature, thresholds, result, temperatures, correct = min(tried, key=rank)
     final = 100.0 * correct[-1].mean()
     se, paired = binomial_se(result.accuracy, len(labels)), result.drop_se
+    level = confidence or 0.95  # the bound reported, whether or not the search held one
     summary = {
         "name": name, "temperatures": temperatures, "objective": "target_drop" if target_drop is not None else "budget",
         "target_drop": target_drop, "budget": budget, "margin": margin, "confidence": confidence, "val_images": len(labels),
@@ -129,5 +130,5 @@ def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, targ
         f"on {len(labels)} validation images: accuracy {result.accuracy:.2f}% (final exit {final:.2f}%, ±{se:.2f} binomial s.e.), "
         f"mean cost {result.cost:.3f} of the model's FLOPs, exits taken {list(result.exit_counts)}; "
         f"drop {final - result.accuracy:.2f} ± {paired:.2f} points (paired s.e.; one-sided "
-        f"{100 * (confidence or 0.95):.0f}% bound for new data: {final - result.accuracy + (z or 1.645) * paired:.2f})")
+        f"{100 * level:.0f}% bound for new data: {final - result.accuracy + confidence_z(level) * paired:.2f})")
     return summary

@@ -51,21 +51,22 @@ class SegmentChain:
     """The segment sessions of a bundle, run in order; `start(images)` runs the first segment."""
 
     def __init__(self, segments: Sequence[Any], outputs: Sequence[Sequence[str]], image_shape: Sequence[int],
-                 feature_shapes: Sequence[Sequence[int]], classes: int) -> None:
-        """`outputs`: each segment's (feature, logits) output names; shapes without the batch axis."""
+                 feature_shapes: Sequence[Sequence[int]], classes: int, bind: bool = True) -> None:
+        """`outputs`: each segment's (feature, logits) output names; shapes without the batch axis.
+        `bind=False` hands feature maps on by plain `run` even where buffers could be bound."""
         self.segments = list(segments)
         self.input_names = [s.get_inputs()[0].name for s in self.segments]
         self.outputs = [list(o) for o in outputs]
         self._shapes = (tuple(image_shape), [tuple(s) for s in feature_shapes], classes)
-        self.bound = all(_cpu_only(s) for s in self.segments)
+        self.bound = bind and all(_cpu_only(s) for s in self.segments)
         self._local = threading.local()
 
     @classmethod
-    def for_bundle(cls, segments: Sequence[Any], manifest: dict[str, Any]) -> "SegmentChain":
+    def for_bundle(cls, segments: Sequence[Any], manifest: dict[str, Any], bind: bool = True) -> "SegmentChain":
         """The chain of a bundle's segment sessions (segment_1 first), shapes and names from its manifest."""
         outputs = [manifest["graphs"][f"segment_{k}"]["outputs"] for k in range(1, len(segments) + 1)]
         return cls(segments, outputs, manifest["input"]["shape"], [e["feature_shape"] for e in manifest["exits"]],
-                   len(manifest["classes"]))
+                   len(manifest["classes"]), bind)
 
     def __len__(self) -> int:
         return len(self.segments)
