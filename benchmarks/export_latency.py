@@ -6,9 +6,11 @@ compared are timed in turns, so the machine's slow spells fall on all of them al
 segments run as one session per segment, three ways: per-session thread pools with onnxruntime's
 default spinning (idle pools spin and fight over the cores), per-session pools with spinning off,
 and one thread pool shared by every session of the process (what the runtime uses); `full` is
-timed with a per-session pool and with the shared one. On the shared pool the chain also runs
-with plain `session.run` (each feature map copied out of onnxruntime and back in), next to the
-runtime's chain, whose segments write into buffers the next one reads (`edgekd.runtime.chain`).
+timed with a per-session pool and with the shared one. On the shared pool the runtime's chain runs
+three ways: feature maps handed on by plain `session.run` (copied out of onnxruntime and back in);
+through buffers the next segment reads (`edgekd.runtime.chain`); and, the runtime's default, through
+those buffers in onnxruntime's blocked layout, without the NCHW conversions at every boundary
+(`edgekd.runtime.layout`).
 
     python benchmarks/export_latency.py export/oto_resnet18-quick [--run runs/oto_resnet18-quick] [--repeats 50]
 """
@@ -26,6 +28,7 @@ import onnxruntime as ort
 from edgekd.export.bundle import read_manifest
 from edgekd.runtime.bench import medians_in_turns
 from edgekd.runtime.chain import ChainedSession, SegmentChain
+from edgekd.runtime.model import BLOCKED_MAX_ROWS, EarlyExitModel
 from edgekd.runtime.sessions import make_session, shared_pool
 
 
@@ -44,14 +47,21 @@ def median_ms(*fns, repeats: int, block: int = 1) -> list[float]:
     return [1e3 * t for t in medians_in_turns(fns, max(1, repeats // block), warmup=5, block=block)]
 
 
-def chained(bundle: Path, manifest: dict, prefix: str, threads: int, spinning: bool | None, bound: bool = True):
-    """Segment sessions; `spinning=None`: the runtime's sessions on the shared pool. `bound=False`: feature
-    maps handed on by plain `session.run` (copied out and back in) instead of the runtime's bound buffers."""
-    paths = [bundle / prefix / manifest["graphs"][f"segment_{k}"]["file"] for k in range(1, len(manifest["exits"]) + 1)]
-    sessions = [make_session(p, ["CPUExecutionProvider"], threads, share_pool=True) if spinning is None else session(p, threads, spinning)
-                for p in paths]
-    chain = ChainedSession(SegmentChain.for_bundle(sessions, manifest, bind=bound))
+def chained(bundle: Path, manifest: dict, threads: int, spinning: bool):
+    """Segment sessions, each with a thread pool of its own, feature maps handed on by plain `session.run`."""
+    paths = [bundle / manifest["graphs"][f"segment_{k}"]["file"] for k in range(1, len(manifest["exits"]) + 1)]
+    chain = ChainedSession(SegmentChain.for_bundle([session(p, threads, spinning) for p in paths], manifest, bind=False))
     return lambda x: chain.run(None, {"image": x})
+
+
+def runtime_chained(bundle: Path, threads: int, *, bound: bool, blocked: bool):
+    """The runtime's segment sessions on the shared pool. `bound=False`: feature maps handed on by plain
+    `session.run` (copied out and back in) instead of bound buffers; `blocked`: in onnxruntime's blocked
+    layout (`edgekd.runtime.layout`; the runtime's choice up to `BLOCKED_MAX_ROWS` images) instead of NCHW."""
+    model = EarlyExitModel(bundle, threads=threads, shared_threads=True)
+    chain = model.chain_for(1) if blocked else model.chain
+    chained_session = ChainedSession(SegmentChain.for_bundle(chain.segments, model.manifest, bind=bound))
+    return lambda x: chained_session.run(None, {"image": x})
 
 
 def full(bundle: Path, prefix: str, threads: int, spinning: bool):
@@ -92,6 +102,7 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=1,
                         help="calls of one graph in a row per turn: 1 alternates call by call (each call finds the caches "
                              "holding the other graphs' weights); 20 or so measures the warm, steady state of a deployed model")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 64], help="batch sizes of the chained-vs-full comparison")
     parser.add_argument("--pool", choices=["both", "per-session", "shared"], default="both",
                         help="thread pools of the chained-vs-full comparison (each measured in its own process)")
     args = parser.parse_args()
@@ -104,28 +115,30 @@ def main() -> None:
     if args.pool == "both":  # onnxruntime allows one kind of pool per process: measure each in its own
         for pool in ("per-session", "shared"):
             subprocess.run([sys.executable, __file__, str(args.bundle), "--repeats", str(args.repeats), "--threads",
-                            str(args.threads), "--pool", pool, "--block", str(args.block)], check=True)
+                            str(args.threads), "--pool", pool, "--block", str(args.block), "--batches",
+                            *map(str, args.batches)], check=True)
     elif args.pool == "per-session":
         print(f"{'batch':>5} {'full ms':>8} {'chained, spinning':>18} {'ratio':>6} {'chained, no spinning':>21} {'ratio':>6}")
-        for batch in (1, 64):
+        for batch in args.batches:
             x = rng.standard_normal((batch, *size)).astype(np.float32)
             full_run = full(args.bundle, "", args.threads, True)
-            spin, calm = (chained(args.bundle, manifest, "", args.threads, s) for s in (True, False))
+            spin, calm = (chained(args.bundle, manifest, args.threads, s) for s in (True, False))
             t_full, t_spin, t_calm = median_ms(lambda: full_run(x), lambda: spin(x), lambda: calm(x), repeats=args.repeats,
                                             block=args.block)
             print(f"{batch:>5} {t_full:>8.3f} {t_spin:>18.3f} {t_spin / t_full:>6.3f} {t_calm:>21.3f} {t_calm / t_full:>6.3f}")
         return
     else:
         shared_pool(args.threads)  # before any session: one pool for the whole process, as edgekd's commands run
-        print(f"{'batch':>5} {'full ms':>8} {'chained, plain run':>19} {'ratio':>6} {'chained, bound buffers':>23} {'ratio':>6}")
-        for batch in (1, 64):
+        columns = ("plain run, NCHW", "bound, NCHW", "bound, blocked")
+        print(f"{'batch':>5} {'full ms':>8} " + " ".join(f"{'chained, ' + c:>25} {'ratio':>6}" for c in columns))
+        for batch in args.batches:
             x = rng.standard_normal((batch, *size)).astype(np.float32)
             shared_full = make_session(args.bundle / "full.onnx", ["CPUExecutionProvider"], args.threads, share_pool=True)
-            bound = chained(args.bundle, manifest, "", args.threads, None)
-            plain = chained(args.bundle, manifest, "", args.threads, None, bound=False)
-            t_full, t_plain, t_bound = median_ms(lambda: shared_full.run(None, {"image": x}), lambda: plain(x), lambda: bound(x),
-                                                 repeats=args.repeats, block=args.block)
-            print(f"{batch:>5} {t_full:>8.3f} {t_plain:>19.3f} {t_plain / t_full:>6.3f} {t_bound:>23.3f} {t_bound / t_full:>6.3f}")
+            chains = [runtime_chained(args.bundle, args.threads, bound=b, blocked=k) for b, k in ((False, False), (True, False), (True, True))]
+            t_full, *t_chains = median_ms(lambda: shared_full.run(None, {"image": x}), *[lambda c=c: c(x) for c in chains],
+                                          repeats=args.repeats, block=args.block)
+            print(f"{batch:>5} {t_full:>8.3f} " + " ".join(f"{t:>25.3f} {t / t_full:>6.3f}" for t in t_chains))
+        print(f"(the runtime hands feature maps on blocked up to {BLOCKED_MAX_ROWS} images, in NCHW above)")
         return
     if "int8" not in manifest:
         return

@@ -4,8 +4,8 @@ At batch 1 a segment of a small model runs in a few hundred microseconds, so wha
 segments counts: with plain `session.run` every feature map is copied out of onnxruntime into a
 new numpy array and handed back in. `SegmentChain` instead binds (onnxruntime IOBinding) each
 CPU segment's outputs to buffers that the next segment's binding reads, so a feature map stays
-where it was written; the samples kept after an exit are compacted once, into the next segment's
-input buffer. Buffers belong to the calling thread, so several threads can share a model, and are
+where it was written (on CPU, in onnxruntime's blocked layout where `layout` could keep it so); the
+samples kept after an exit are compacted once, into the next segment's input buffer. Buffers belong to the calling thread, so several threads can share a model, and are
 used for batches of up to `MAX_BOUND_ROWS` (larger batches, and sessions on other devices or
 native TensorRT engines, run with plain `run`, where copies are small next to the compute).
 
@@ -63,10 +63,16 @@ class SegmentChain:
 
     @classmethod
     def for_bundle(cls, segments: Sequence[Any], manifest: dict[str, Any], bind: bool = True) -> "SegmentChain":
-        """The chain of a bundle's segment sessions (segment_1 first), shapes and names from its manifest."""
+        """The chain of a bundle's segment sessions (segment_1 first), names from its manifest; the
+        feature maps' shapes are the ones the sessions produce (onnxruntime's blocked layout may pad
+        channels, see `layout`), from one image of zeros."""
         outputs = [manifest["graphs"][f"segment_{k}"]["outputs"] for k in range(1, len(segments) + 1)]
-        return cls(segments, outputs, manifest["input"]["shape"], [e["feature_shape"] for e in manifest["exits"]],
-                   len(manifest["classes"]), bind)
+        feature = np.zeros((1, *manifest["input"]["shape"]), np.float32)
+        shapes = []
+        for segment in segments:
+            feature = segment.run(None, {segment.get_inputs()[0].name: feature})[0]
+            shapes.append(feature.shape[1:])
+        return cls(segments, outputs, manifest["input"]["shape"], shapes, len(manifest["classes"]), bind)
 
     def __len__(self) -> int:
         return len(self.segments)

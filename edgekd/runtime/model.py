@@ -20,12 +20,17 @@ import numpy as np
 from edgekd.export.bundle import read_manifest
 from edgekd.runtime.chain import ChainedSession, SegmentChain
 from edgekd.runtime.images import to_batch
+from edgekd.runtime.layout import blocked_handoff
 from edgekd.runtime.policies import policy as get_policy
 from edgekd.runtime.policies import softmax
-from edgekd.runtime.sessions import make_session, resolve_providers
+from edgekd.runtime.sessions import make_session, resolve_providers, session_options
 from edgekd.errors import BadInput
 
 MODES = ("auto", "early", "exit", "all")
+# Largest batch the early-exit loop runs on blocked-layout segments: they save two copies a boundary,
+# which count at small batches; from about 8 images onnxruntime's NCHW graphs are as fast or faster
+# (benchmarks/export_latency.py --batches 1 2 4 8 16 32 64).
+BLOCKED_MAX_ROWS = 4
 PRECISIONS = ("fp32", "int8", "tensorrt")
 
 
@@ -51,13 +56,30 @@ class Prediction:
                 for l, n, c, e in zip(self.labels, self.class_names, self.confidences, self.exits)]
 
 
+_SEGMENT_NAMES = [f"segment_{k}" for k in range(1, 65)]
+
+
+def _gather(groups: list[tuple[Any, int, np.ndarray, np.ndarray]], n: int) -> tuple[np.ndarray, ...]:
+    """Labels, confidences, exits (1-based) and probabilities of `n` samples from the groups that left
+    together; a batch that left in one group (always the case at batch 1) needs no scattering."""
+    if len(groups) == 1:
+        _, k, probs, score = groups[0]
+        return probs.argmax(1), score, np.full(n, k + 1), probs
+    labels, exits = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    confidences, probs_taken = np.zeros(n, np.float32), np.zeros((n, groups[0][2].shape[1]), np.float32)
+    for rows, k, probs, score in groups:
+        labels[rows], confidences[rows], exits[rows], probs_taken[rows] = probs.argmax(1), score, k + 1, probs
+    return labels, confidences, exits, probs_taken
+
+
 class EarlyExitModel:
     """A bundle ready to run. `precision='int8'` uses the bundle's INT8 graphs, `'tensorrt'` its native
     TensorRT engines (built on this device; see `engines`); `shared_threads` puts
-    every session of the process on one onnxruntime thread pool (faster; see `sessions`)."""
+    every session of the process on one onnxruntime thread pool (faster; see `sessions`);
+    `blocked_handoff=False` keeps the segments' feature maps in NCHW at every batch size (see `chain_for`)."""
 
     def __init__(self, bundle: str | Path, *, providers: Sequence[str] | None = None, threads: int | None = None,
-                 precision: str = "fp32", verify: bool = True, shared_threads: bool = False) -> None:
+                 precision: str = "fp32", verify: bool = True, shared_threads: bool = False, blocked_handoff: bool = True) -> None:
         self.bundle = Path(bundle)
         self.manifest = read_manifest(self.bundle, verify=verify)
         if precision not in PRECISIONS:
@@ -70,11 +92,12 @@ class EarlyExitModel:
         self.precision = precision
         self.graph_dir = self.bundle / (self.manifest["int8"]["dir"] if precision == "int8" else "")
         self.providers = resolve_providers(providers, self.bundle)
-        self.threads, self.shared_threads = threads, shared_threads
+        self.threads, self.shared_threads, self.blocked_handoff = threads, shared_threads, blocked_handoff
         self.num_exits = len(self.manifest["exits"])
         self.classes: list[str] = list(self.manifest["classes"])
         self._sessions: dict[str, Any] = {}
         self._chain: SegmentChain | None = None
+        self._blocked_chain: SegmentChain | None = None
         calibrated = self.manifest.get("thresholds") or None
         self.policy_name: str = (self.manifest.get("policy") or {}).get("name", "max_prob")
         self.thresholds: list[float] | None = list(calibrated) if calibrated else None
@@ -88,20 +111,36 @@ class EarlyExitModel:
         """The onnxruntime session of graph `name` (segment_k, prefix_k, full), created on first use."""
         if name not in self._sessions:
             if self.precision == "tensorrt":
-                session = self._engine_session(name)
+                self._sessions[name] = self._engine_session(name)
             else:
-                session = make_session(self.graph_dir / self.manifest["graphs"][name]["file"], self.providers, self.threads,
-                                       share_pool=self.shared_threads)
-            self._sessions[name] = session
+                self._sessions[name] = make_session(self._graph_path(name), self.providers, self.threads, share_pool=self.shared_threads)
         return self._sessions[name]
+
+    def _graph_path(self, name: str) -> Path:
+        return self.graph_dir / self.manifest["graphs"][name]["file"]
 
     @property
     def chain(self) -> SegmentChain:
-        """The segment sessions as one chain, which the early-exit loop runs (see `chain`)."""
+        """The segment sessions as one chain (see `chain`), feature maps in NCHW between them."""
         if self._chain is None:
             segments = [self.session(f"segment_{k}") for k in range(1, self.num_exits + 1)]
             self._chain = SegmentChain.for_bundle(segments, self.manifest)
         return self._chain
+
+    def chain_for(self, rows: int) -> SegmentChain:
+        """The chain the early-exit loop runs a batch of `rows` on: for up to `BLOCKED_MAX_ROWS` on CPU,
+        segments that hand feature maps on in onnxruntime's blocked layout where it allows (see
+        `layout`); otherwise, or where nothing can stay blocked, `chain`."""
+        if (rows > BLOCKED_MAX_ROWS or not self.blocked_handoff or self.precision == "tensorrt"
+                or self.providers != ["CPUExecutionProvider"]):
+            return self.chain
+        if self._blocked_chain is None:
+            paths = [self._graph_path(f"segment_{k}") for k in range(1, self.num_exits + 1)]
+            graphs = blocked_handoff(paths, lambda: session_options(self.threads, share_pool=self.shared_threads))
+            self._blocked_chain = self.chain if graphs is None else SegmentChain.for_bundle(
+                [make_session(g, self.providers, self.threads, share_pool=self.shared_threads, optimized=True) for g in graphs],
+                self.manifest)
+        return self._blocked_chain
 
     def _engine_session(self, name: str) -> Any:
         """A native TensorRT engine for segment_k; prefix_k and full chain the segment engines."""
@@ -142,31 +181,35 @@ class EarlyExitModel:
 
     def _early(self, batch: np.ndarray, thresholds: Sequence[float], policy: str | None) -> Prediction:
         n, last = len(batch), self.num_exits - 1
-        labels, exits = np.zeros(n, np.int64), np.zeros(n, np.int64)
-        confidences = np.zeros(n)
-        probs_taken = np.zeros((n, len(self.classes)))
+        score_of = get_policy(policy or self.policy_name)
         exit_scores = np.full((n, self.num_exits), np.nan)
+        left: list[tuple[Any, int, np.ndarray, np.ndarray]] = []  # (rows, exit, probs, scores) of each group that left
         timings: dict[str, float] = {}
         remaining: Any = slice(None)  # rows of the batch still running: all of them until someone leaves
-        step = self.chain.start(batch)
+        step = self.chain_for(n).start(batch)
         while True:
             k = step.segment
-            timings[f"segment_{k + 1}"] = step.seconds
-            probs, score = self.scores(step.logits, k, policy)
+            timings[_SEGMENT_NAMES[k]] = step.seconds
+            probs = softmax(step.logits, self.temperatures[k])
+            score = score_of(probs)
             exit_scores[remaining, k] = score
-            done = score >= thresholds[k] if k < last else None
-            leaving = len(score) if done is None else np.count_nonzero(done)
-            if leaving == len(score):  # everyone left: no compaction
-                labels[remaining], confidences[remaining], exits[remaining], probs_taken[remaining] = probs.argmax(1), score, k + 1, probs
+            if k == last:
+                left.append((remaining, k, probs, score))
                 break
-            if leaving == 0:  # nobody leaves here: the whole batch goes on
+            done = score >= thresholds[k]
+            leaving = np.count_nonzero(done)
+            if leaving == len(score):  # everyone left: no compaction
+                left.append((remaining, k, probs, score))
+                break
+            if leaving:
+                rows = np.arange(n)[remaining]
+                left.append((rows[done], k, probs[done], score[done]))
+                remaining = rows[~done]
+                step.advance(~done)
+            else:  # nobody leaves here: the whole batch goes on
                 step.advance()
-                continue
-            rows = np.arange(n)[remaining]
-            idx, remaining = rows[done], rows[~done]
-            labels[idx], confidences[idx], exits[idx], probs_taken[idx] = probs[done].argmax(1), score[done], k + 1, probs[done]
-            step.advance(~done)
         timings["total"] = sum(timings.values())
+        labels, confidences, exits, probs_taken = _gather(left, n)
         return Prediction(labels, [self.classes[i] for i in labels], confidences, exits, probs_taken, timings,
                           exit_scores=exit_scores)
 

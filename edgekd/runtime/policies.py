@@ -19,8 +19,9 @@ POLICIES: Registry = Registry("exit policy")
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Row-wise softmax of `logits / temperature`, in a new array (`logits` is left as it is)."""
-    e = logits / np.asarray(temperature, logits.dtype)
-    e -= e.max(axis=1, keepdims=True)
+    e = logits - logits.max(axis=1, keepdims=True)
+    if temperature != 1.0:
+        e /= np.asarray(temperature, logits.dtype)
     np.exp(e, out=e)
     e /= e.sum(axis=1, keepdims=True)
     return e

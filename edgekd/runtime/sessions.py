@@ -67,7 +67,9 @@ def shared_pool(threads: int) -> bool:
     return True
 
 
-def make_session(path: Path, providers: list[Any], threads: int | None, *, share_pool: bool = False) -> ort.InferenceSession:
+def session_options(threads: int | None, *, share_pool: bool = False) -> ort.SessionOptions:
+    """Sequential execution on `threads` intra-op threads (all cores by default): the shared pool, or a
+    pool of the session's own that does not spin."""
     options = ort.SessionOptions()
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
@@ -78,4 +80,14 @@ def make_session(path: Path, providers: list[Any], threads: int | None, *, share
         options.intra_op_num_threads = count
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=providers)
+    return options
+
+
+def make_session(model: Path | bytes, providers: list[Any], threads: int | None, *, share_pool: bool = False,
+                 optimized: bool = False) -> ort.InferenceSession:
+    """A session for a graph file, or for a serialized graph; `optimized`: the graph was already optimized
+    for this machine (`layout.blocked_handoff`), so onnxruntime must leave it as it is."""
+    options = session_options(threads, share_pool=share_pool)
+    if optimized:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options, providers=providers)

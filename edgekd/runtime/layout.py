@@ -1,0 +1,98 @@
+"""Feature maps handed between CPU segments in onnxruntime's blocked (NCHWc) layout, not converted twice.
+
+On x86 CPUs onnxruntime runs convolutions on channel-blocked tensors (its NCHWc transformer) and
+converts at a graph's edges: a segment's feature map leaves through a ReorderOutput (blocked ->
+NCHW) and enters the next segment through a ReorderInput (NCHW -> blocked). The monolithic graph
+makes neither copy, so at batch 1 they are a good part of what chaining costs.
+
+`blocked_handoff(paths)` optimizes every segment as onnxruntime would for this CPU and, at each
+boundary where one segment ends with ReorderOutput and the next starts with ReorderInput, removes
+both, so the blocked tensor passes through unchanged (same kernels, same numbers). The graphs are
+optimized on the machine that runs them, at load time, and never saved: the blocked layout depends
+on the CPU. A feature map between two such segments is then in onnxruntime's internal layout (its
+channel count rounded up to the block size): feed a segment only what the previous one returned.
+Where nothing can be removed (ARM CPUs, quantized graphs, channel counts the transformer leaves
+alone) the exported graphs are used as they are.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import onnx
+import onnxruntime as ort
+
+NCHWC = "com.microsoft.nchwc"
+
+
+def blocked_handoff(paths: Sequence[Path], options: Callable[[], ort.SessionOptions]) -> list[bytes] | None:
+    """The segments at `paths` (segment_1 first) optimized for this CPU with every convertible boundary
+    kept blocked, serialized for `InferenceSession` (load them with optimizations off: they are done);
+    None where no boundary could be. `options` makes the optimizing sessions' options (threads)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        models = [_optimized(path, Path(tmp) / f"{k}.onnx", options()) for k, path in enumerate(paths)]
+    blocked = 0
+    for ending, starting in zip(models, models[1:]):
+        feature, first = ending.graph.output[0].name, starting.graph.input[0].name
+        end, start = _reorder_output(ending.graph, feature), _reorder_input(starting.graph, first)
+        if end is None or start is None:
+            continue
+        _drop(ending.graph, end, old=end.input[0], new=feature)
+        _drop(starting.graph, start, old=start.output[0], new=first)
+        blocked += 1
+    return [m.SerializeToString() for m in models] if blocked else None
+
+
+def _optimized(path: Path, out: Path, options: ort.SessionOptions) -> onnx.ModelProto:
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(out)
+    options.log_severity_level = 3  # the warning that the result suits this CPU only: that is the point
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return onnx.load(str(out))
+
+
+def _attribute(node: onnx.NodeProto, name: str, default: int) -> int:
+    return next((a.i for a in node.attribute if a.name == name), default)
+
+
+def _reorder_output(graph: onnx.GraphProto, name: str) -> onnx.NodeProto | None:
+    """The ReorderOutput (blocked -> NCHW) that produces graph output `name`, if that is what produces it."""
+    node = next((n for n in graph.node if name in n.output), None)
+    if node is None or node.domain != NCHWC or node.op_type != "ReorderOutput" or _attribute(node, "channels_last", 0):
+        return None
+    return node
+
+
+def _reorder_input(graph: onnx.GraphProto, name: str) -> onnx.NodeProto | None:
+    """The ReorderInput (NCHW -> blocked) that is graph input `name`'s only consumer, if there is one."""
+    consumers = [n for n in graph.node if name in n.input]
+    if len(consumers) != 1:
+        return None
+    node = consumers[0]
+    if node.domain != NCHWC or node.op_type != "ReorderInput" or _attribute(node, "channels_last", 0):
+        return None
+    return node
+
+
+def _drop(graph: onnx.GraphProto, node: onnx.NodeProto, *, old: str, new: str) -> None:
+    """Remove `node` and call tensor `old` `new` (the graph input or output it stood between);
+    the boundary's declared shape goes, since a blocked tensor may have padded channels."""
+    graph.node.remove(node)
+    for other in graph.node:
+        for names in (other.input, other.output):
+            for i, value in enumerate(names):
+                if value == old:
+                    names[i] = new
+    for value in list(graph.value_info):
+        if value.name in (old, new):
+            graph.value_info.remove(value)
+    for boundary in (*graph.input, *graph.output):
+        if boundary.name == new:
+            boundary.type.tensor_type.ClearField("shape")
+
+
+def reorders(model: bytes | Path) -> int:
+    """How many NCHW <-> blocked conversions a graph makes (tests and benchmarks count them)."""
+    proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
+    return sum(n.domain == NCHWC and n.op_type in ("ReorderInput", "ReorderOutput") for n in proto.graph.node)

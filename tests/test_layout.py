@@ -1,0 +1,83 @@
+"""Blocked hand-off between CPU segments (edgekd.runtime.layout) on the tiny test bundle: boundary
+conversions removed, the same numbers as the NCHW graphs, and used only where it pays."""
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from conftest import SHAPES_IMAGES, TINY_BUNDLE
+from edgekd.runtime import EarlyExitModel
+from edgekd.runtime.calibration import load_split
+from edgekd.runtime.layout import blocked_handoff, reorders
+from edgekd.runtime.model import BLOCKED_MAX_ROWS
+from edgekd.runtime.sessions import make_session, session_options
+
+pytestmark = pytest.mark.usefixtures("runtime_fixture")
+MIXED = [0.5, 0.4, 0.3]  # thresholds that send the tiny model's samples to every exit
+
+
+def segment_paths() -> list[Path]:
+    return [TINY_BUNDLE / f"segment_{k}.onnx" for k in range(1, 5)]
+
+
+@pytest.fixture(scope="module")
+def blocked() -> list[bytes]:
+    graphs = blocked_handoff(segment_paths(), lambda: session_options(1))
+    if graphs is None:
+        pytest.skip(f"onnxruntime {ort.__version__} keeps no feature map of these graphs in its blocked (NCHWc) "
+                    f"layout on this CPU (x86 only), so there is nothing to hand on blocked")
+    return graphs
+
+
+@pytest.fixture(scope="module")
+def images():
+    return load_split(EarlyExitModel(TINY_BUNDLE), SHAPES_IMAGES, "test")[0][:24]
+
+
+def optimized_reorders(path: Path, tmp_path: Path) -> int:
+    options = session_options(1)
+    options.optimized_model_filepath = str(tmp_path / path.name)
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return reorders(tmp_path / path.name)
+
+
+def test_each_blocked_boundary_loses_both_conversions(blocked, tmp_path):
+    before = [optimized_reorders(p, tmp_path) for p in segment_paths()]
+    after = [reorders(g) for g in blocked]
+    removed = sum(before) - sum(after)
+    assert removed >= 2 and removed % 2 == 0, (before, after)
+    assert all(a <= b for a, b in zip(after, before))
+
+
+def test_blocked_segments_compute_what_the_nchw_ones_do(blocked, images):
+    nchw = [make_session(p, ["CPUExecutionProvider"], 1) for p in segment_paths()]
+    fast = [make_session(g, ["CPUExecutionProvider"], 1, optimized=True) for g in blocked]
+    a = b = images
+    for plain, handed in zip(nchw, fast):
+        a, logits_a = plain.run(None, {plain.get_inputs()[0].name: a})
+        b, logits_b = handed.run(None, {handed.get_inputs()[0].name: b})
+        np.testing.assert_allclose(logits_b, logits_a, atol=1e-5)
+
+
+def test_small_batches_leave_at_the_same_exits_as_on_nchw_segments(blocked, images):
+    model, nchw = EarlyExitModel(TINY_BUNDLE), EarlyExitModel(TINY_BUNDLE, blocked_handoff=False)
+    assert model.chain_for(1) is not model.chain and nchw.chain_for(1) is nchw.chain
+    for rows in (1, BLOCKED_MAX_ROWS):
+        for start in range(0, len(images), rows):
+            x = images[start:start + rows]
+            a, b = model.predict(x, mode="early", thresholds=MIXED), nchw.predict(x, mode="early", thresholds=MIXED)
+            np.testing.assert_array_equal(a.exits, b.exits)
+            np.testing.assert_array_equal(a.labels, b.labels)
+            np.testing.assert_allclose(a.probs, b.probs, atol=1e-6)
+    exits = EarlyExitModel(TINY_BUNDLE).predict(images, mode="early", thresholds=MIXED).exits
+    assert len(set(exits.tolist())) > 1  # the thresholds exercise compaction on the blocked chain too
+
+
+def test_larger_batches_run_on_nchw_segments_and_int8_graphs_agree_either_way(images):
+    model = EarlyExitModel(TINY_BUNDLE)
+    assert model.chain_for(BLOCKED_MAX_ROWS + 1) is model.chain
+    int8, int8_nchw = EarlyExitModel(TINY_BUNDLE, precision="int8"), EarlyExitModel(TINY_BUNDLE, precision="int8", blocked_handoff=False)
+    for i in range(8):
+        a, b = (m.predict(images[i:i + 1], mode="early", thresholds=MIXED) for m in (int8, int8_nchw))
+        assert a.exits[0] == b.exits[0] and a.labels[0] == b.labels[0]
