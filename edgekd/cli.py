@@ -1,5 +1,5 @@
 """The `edgekd` command. Subcommands import their heavy dependencies lazily, so the runtime-only
-install (numpy, onnxruntime, pillow) can use the ones that need nothing more."""
+install (numpy, onnx, onnxruntime, pillow) can use the ones that need nothing more."""
 from __future__ import annotations
 
 import argparse

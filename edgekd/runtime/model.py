@@ -5,7 +5,7 @@
     result.labels, result.confidences, result.exits, result.timings
 
 Segment 1 runs on the whole batch; only the samples whose score is below the exit's threshold go
-on to segment 2, and so on, so a batch gets cheaper as it goes. No torch: numpy, Pillow and
+on to segment 2, and so on, so a batch gets cheaper as it goes. No torch: numpy, Pillow, onnx and
 onnxruntime only.
 """
 from __future__ import annotations
