@@ -5,9 +5,10 @@ segments counts: with plain `session.run` every feature map is copied out of onn
 new numpy array and handed back in. `SegmentChain` instead binds (onnxruntime IOBinding) each
 CPU segment's outputs to buffers that the next segment's binding reads, so a feature map stays
 where it was written (on CPU, in onnxruntime's blocked layout where `layout` could keep it so); the
-samples kept after an exit are compacted once, into the next segment's input buffer. Buffers belong to the calling thread, so several threads can share a model, and are
-used for batches of up to `MAX_BOUND_ROWS` (larger batches, and sessions on other devices or
-native TensorRT engines, run with plain `run`, where copies are small next to the compute).
+samples kept after an exit are compacted once, into the next segment's input buffer. Buffers belong
+to the calling thread, so several threads can share a model, and are used for batches of up to
+`MAX_BOUND_ROWS` (larger batches, and sessions on other devices or native TensorRT engines, run
+with plain `run`, where copies are small next to the compute).
 
 `ChainedSession` composes the segments into the prefix and full graphs (image -> logits of exit k,
 or of every exit), for backends that only have segment graphs and for latency comparisons.

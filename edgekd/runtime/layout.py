@@ -93,6 +93,6 @@ def _drop(graph: onnx.GraphProto, node: onnx.NodeProto, *, old: str, new: str) -
 
 
 def reorders(model: bytes | Path) -> int:
-    """How many NCHW <-> blocked conversions a graph makes (tests and benchmarks count them)."""
+    """How many NCHW <-> blocked conversions a graph makes (the tests count them)."""
     proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
     return sum(n.domain == NCHWC and n.op_type in ("ReorderInput", "ReorderOutput") for n in proto.graph.node)

@@ -56,9 +56,6 @@ class Prediction:
                 for l, n, c, e in zip(self.labels, self.class_names, self.confidences, self.exits)]
 
 
-_SEGMENT_NAMES = [f"segment_{k}" for k in range(1, 65)]
-
-
 def _gather(groups: list[tuple[Any, int, np.ndarray, np.ndarray]], n: int) -> tuple[np.ndarray, ...]:
     """Labels, confidences, exits (1-based) and probabilities of `n` samples from the groups that left
     together; a batch that left in one group (always the case at batch 1) needs no scattering."""
@@ -189,7 +186,7 @@ class EarlyExitModel:
         step = self.chain_for(n).start(batch)
         while True:
             k = step.segment
-            timings[_SEGMENT_NAMES[k]] = step.seconds
+            timings[f"segment_{k + 1}"] = step.seconds
             probs = softmax(step.logits, self.temperatures[k])
             score = score_of(probs)
             exit_scores[remaining, k] = score
