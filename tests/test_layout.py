@@ -63,6 +63,7 @@ def test_blocked_segments_compute_what_the_nchw_ones_do(blocked, images):
 def test_small_batches_leave_at_the_same_exits_as_on_nchw_segments(blocked, images):
     model, nchw = EarlyExitModel(TINY_BUNDLE), EarlyExitModel(TINY_BUNDLE, blocked_handoff=False)
     assert model.chain_for(1) is not model.chain and nchw.chain_for(1) is nchw.chain
+    mixed_batches = 0
     for rows in (1, BLOCKED_MAX_ROWS):
         for start in range(0, len(images), rows):
             x = images[start:start + rows]
@@ -70,8 +71,8 @@ def test_small_batches_leave_at_the_same_exits_as_on_nchw_segments(blocked, imag
             np.testing.assert_array_equal(a.exits, b.exits)
             np.testing.assert_array_equal(a.labels, b.labels)
             np.testing.assert_allclose(a.probs, b.probs, atol=1e-6)
-    exits = EarlyExitModel(TINY_BUNDLE).predict(images, mode="early", thresholds=MIXED).exits
-    assert len(set(exits.tolist())) > 1  # the thresholds exercise compaction on the blocked chain too
+            mixed_batches += len(set(a.exits.tolist())) > 1
+    assert mixed_batches > 0  # some batches split between exits: compaction ran on the blocked chain too
 
 
 def test_larger_batches_run_on_nchw_segments_and_int8_graphs_agree_either_way(images):

@@ -178,7 +178,6 @@ class EarlyExitModel:
 
     def _early(self, batch: np.ndarray, thresholds: Sequence[float], policy: str | None) -> Prediction:
         n, last = len(batch), self.num_exits - 1
-        score_of = get_policy(policy or self.policy_name)
         exit_scores = np.full((n, self.num_exits), np.nan)
         left: list[tuple[Any, int, np.ndarray, np.ndarray]] = []  # (rows, exit, probs, scores) of each group that left
         timings: dict[str, float] = {}
@@ -187,8 +186,7 @@ class EarlyExitModel:
         while True:
             k = step.segment
             timings[f"segment_{k + 1}"] = step.seconds
-            probs = softmax(step.logits, self.temperatures[k])
-            score = score_of(probs)
+            probs, score = self.scores(step.logits, k, policy)
             exit_scores[remaining, k] = score
             if k == last:
                 left.append((remaining, k, probs, score))
