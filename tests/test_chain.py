@@ -37,6 +37,14 @@ def test_cpu_segments_are_chained_through_bound_buffers(model):
     assert model.chain.bound and len(model.chain) == model.num_exits
 
 
+@pytest.mark.parametrize("rows", [1, 3, 64])
+def test_bound_buffers_start_on_a_cache_line(model, rows):
+    buffers = model.chain.buffers(rows)
+    arrays = [buffers.image, *buffers.features, *buffers.kept, *buffers.logits]
+    assert all(a.ctypes.data % chain.CACHE_LINE == 0 and a.dtype == np.float32 and a.flags.c_contiguous for a in arrays)
+    assert [a.shape[0] for a in arrays] == [buffers.rows] * len(arrays)
+
+
 def test_chained_segments_reproduce_the_prefix_and_full_graphs(model, images, path):
     """Also how the native TensorRT backend, which has only segment engines, answers prefix and full requests."""
     full = model.session("full").run(None, {"image": images})

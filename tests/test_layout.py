@@ -9,7 +9,7 @@ import pytest
 from conftest import SHAPES_IMAGES, TINY_BUNDLE
 from edgekd.runtime import EarlyExitModel
 from edgekd.runtime.calibration import load_split
-from edgekd.runtime.layout import blocked_handoff, reorders
+from edgekd.runtime.layout import MAX_BLOCK, blocked_handoff, reorders
 from edgekd.runtime.model import BLOCKED_MAX_ROWS
 from edgekd.runtime.sessions import make_session, session_options
 
@@ -58,6 +58,22 @@ def test_blocked_segments_compute_what_the_nchw_ones_do(blocked, images):
         a, logits_a = plain.run(None, {plain.get_inputs()[0].name: a})
         b, logits_b = handed.run(None, {handed.get_inputs()[0].name: b})
         np.testing.assert_allclose(logits_b, logits_a, atol=1e-5)
+
+
+def test_boundaries_of_whole_blocks_keep_their_real_shape(blocked, images):
+    """A declared boundary shape is the real one, and it is declared wherever blocking pads no channel
+    (onnxruntime plans in-place sums from it)."""
+    x, whole = images[:3], 0
+    for graph in blocked:
+        session = make_session(graph, ["CPUExecutionProvider"], 1, optimized=True)
+        declared = session.get_inputs()[0].shape
+        if x.shape[1] % MAX_BLOCK == 0:
+            assert declared[1:] == list(x.shape[1:])
+            whole += 1
+        elif all(isinstance(d, int) for d in declared[1:]):
+            assert declared[1:] == list(x.shape[1:])
+        x = session.run(None, {session.get_inputs()[0].name: x})[0]
+    assert whole >= 1
 
 
 def test_small_batches_leave_at_the_same_exits_as_on_nchw_segments(blocked, images):

@@ -22,10 +22,20 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 MAX_BOUND_ROWS = 64
+CACHE_LINE = 64  # bytes: the width of onnxruntime's AVX-512 loads, which split when a buffer straddles lines
 
 
 class InputArg(NamedTuple):
     name: str
+
+
+def aligned_empty(shape: Sequence[int]) -> np.ndarray:
+    """An uninitialised float32 array starting on a cache line (numpy only promises 16 bytes, so where
+    malloc put a buffer used to change how fast onnxruntime read it)."""
+    size = int(np.prod(shape)) * 4
+    raw = np.empty(size + CACHE_LINE, np.uint8)
+    start = -raw.ctypes.data % CACHE_LINE
+    return raw[start:start + size].view(np.float32).reshape(shape)
 
 
 class _Buffers:
@@ -33,10 +43,10 @@ class _Buffers:
 
     def __init__(self, rows: int, image_shape: Sequence[int], feature_shapes: Sequence[Sequence[int]], classes: int) -> None:
         self.rows = rows
-        self.image = np.empty((rows, *image_shape), np.float32)
-        self.features = [np.empty((rows, *s), np.float32) for s in feature_shapes]
-        self.kept = [np.empty((rows, *s), np.float32) for s in feature_shapes[:-1]]  # compacted input of segment k+1
-        self.logits = [np.empty((rows, classes), np.float32) for _ in feature_shapes]
+        self.image = aligned_empty((rows, *image_shape))
+        self.features = [aligned_empty((rows, *s)) for s in feature_shapes]
+        self.kept = [aligned_empty((rows, *s)) for s in feature_shapes[:-1]]  # compacted input of segment k+1
+        self.logits = [aligned_empty((rows, classes)) for _ in feature_shapes]
         self.bindings: dict[tuple[int, int, bool], Any] = {}
 
 

@@ -24,6 +24,7 @@ import onnx
 import onnxruntime as ort
 
 NCHWC = "com.microsoft.nchwc"
+MAX_BLOCK = 16  # channels per block of onnxruntime's NCHWc kernels: 8 (AVX2) or 16 (AVX-512)
 
 
 def blocked_handoff(paths: Sequence[Path], options: Callable[[], ort.SessionOptions]) -> list[bytes] | None:
@@ -76,8 +77,9 @@ def _reorder_input(graph: onnx.GraphProto, name: str) -> onnx.NodeProto | None:
 
 
 def _drop(graph: onnx.GraphProto, node: onnx.NodeProto, *, old: str, new: str) -> None:
-    """Remove `node` and call tensor `old` `new` (the graph input or output it stood between);
-    the boundary's declared shape goes, since a blocked tensor may have padded channels."""
+    """Remove `node` and call tensor `old` `new` (the graph input or output it stood between). The
+    boundary keeps its declared shape where its channels fill whole blocks, so onnxruntime still plans
+    in-place sums and memory from it; otherwise the blocked tensor has padded channels and the shape goes."""
     graph.node.remove(node)
     for other in graph.node:
         for names in (other.input, other.output):
@@ -88,8 +90,15 @@ def _drop(graph: onnx.GraphProto, node: onnx.NodeProto, *, old: str, new: str) -
         if value.name in (old, new):
             graph.value_info.remove(value)
     for boundary in (*graph.input, *graph.output):
-        if boundary.name == new:
+        if boundary.name == new and not _whole_blocks(boundary):
             boundary.type.tensor_type.ClearField("shape")
+
+
+def _whole_blocks(value: onnx.ValueInfoProto) -> bool:
+    """Whether an NCHW tensor's channel count is a multiple of every block size onnxruntime uses, so
+    that its blocked form has the same shape."""
+    dims = value.type.tensor_type.shape.dim
+    return len(dims) > 1 and dims[1].dim_value > 0 and dims[1].dim_value % MAX_BLOCK == 0
 
 
 def reorders(model: bytes | Path) -> int:
