@@ -7,12 +7,16 @@ segments run as one session per segment, three ways: per-session thread pools wi
 default spinning (idle pools spin and fight over the cores), per-session pools with spinning off,
 and one thread pool shared by every session of the process (what the runtime uses); `full` is
 timed with a per-session pool and with the shared one. On the shared pool the runtime's chain runs
-three ways: feature maps handed on by plain `session.run` (copied out of onnxruntime and back in);
-through buffers the next segment reads (`edgekd.runtime.chain`); and, the runtime's default, through
-those buffers in onnxruntime's blocked layout, without the NCHW conversions at every boundary
-(`edgekd.runtime.layout`).
+the ways `--chains` names: feature maps handed on by plain `session.run` (copied out of onnxruntime
+and back in, `plain`); through buffers the next segment reads (`nchw`, `edgekd.runtime.chain`); and
+through those buffers in onnxruntime's blocked layout, without the NCHW conversions at every boundary
+(`edgekd.runtime.layout`), in its two variants: the last convolution's in-place sum copied out by
+onnxruntime on one thread (`serial`) or by a ReLU on every thread (`parallel`, the runtime's choice
+once a batch's feature maps reach `PARALLEL_COPY_BYTES`). `runtime` is whichever the runtime picks
+for the batch.
 
     python benchmarks/export_latency.py export/oto_resnet18-quick [--run runs/oto_resnet18-quick] [--repeats 50]
+    python benchmarks/export_latency.py export/oto_resnet18-quick --pool shared --chains runtime --repeats 400
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ import onnxruntime as ort
 from edgekd.export.bundle import read_manifest
 from edgekd.runtime.bench import medians_in_turns
 from edgekd.runtime.chain import ChainedSession, SegmentChain
-from edgekd.runtime.model import BLOCKED_MAX_ROWS, EarlyExitModel
+from edgekd.runtime.model import PARALLEL_COPY_BYTES, EarlyExitModel
 from edgekd.runtime.sessions import make_session, shared_pool
 
 
@@ -54,13 +58,18 @@ def chained(bundle: Path, manifest: dict, threads: int, spinning: bool):
     return lambda x: chain.run(None, {"image": x})
 
 
-def runtime_chained(bundle: Path, threads: int, *, bound: bool, blocked: bool):
-    """The runtime's segment sessions on the shared pool. `bound=False`: feature maps handed on by plain
-    `session.run` (copied out and back in) instead of bound buffers; `blocked`: in onnxruntime's blocked
-    layout (`edgekd.runtime.layout`; the runtime's choice up to `BLOCKED_MAX_ROWS` images) instead of NCHW."""
+CHAINS = {"plain": "plain run, NCHW", "nchw": "bound, NCHW", "serial": "blocked, 1-thread copy",
+          "parallel": "blocked, parallel copy", "runtime": "runtime's choice"}
+
+
+def runtime_chained(bundle: Path, threads: int, variant: str, batch: int):
+    """The runtime's segment sessions on the shared pool, feature maps handed on as `variant` (a key of CHAINS)."""
     model = EarlyExitModel(bundle, threads=threads, shared_threads=True)
-    chain = model.chain_for(1) if blocked else model.chain
-    chained_session = ChainedSession(SegmentChain.for_bundle(chain.segments, model.manifest, bind=bound))
+    if variant in ("serial", "parallel"):
+        chain = model.blocked_chain(parallel_copy=variant == "parallel")
+    else:
+        chain = model.chain_for(batch) if variant == "runtime" else model.chain
+    chained_session = ChainedSession(SegmentChain.for_bundle(chain.segments, model.manifest, bind=variant != "plain"))
     return lambda x: chained_session.run(None, {"image": x})
 
 
@@ -105,6 +114,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64], help="batch sizes of the chained-vs-full comparison")
     parser.add_argument("--pool", choices=["both", "per-session", "shared"], default="both",
                         help="thread pools of the chained-vs-full comparison (each measured in its own process)")
+    parser.add_argument("--chains", nargs="+", choices=list(CHAINS), default=["plain", "nchw", "serial", "parallel"],
+                        help="how the chain on the shared pool hands feature maps on (timed in turns with full)")
     args = parser.parse_args()
     manifest = read_manifest(args.bundle)
     size = manifest["input"]["shape"]
@@ -116,7 +127,7 @@ def main() -> None:
         for pool in ("per-session", "shared"):
             subprocess.run([sys.executable, __file__, str(args.bundle), "--repeats", str(args.repeats), "--threads",
                             str(args.threads), "--pool", pool, "--block", str(args.block), "--batches",
-                            *map(str, args.batches)], check=True)
+                            *map(str, args.batches), "--chains", *args.chains], check=True)
     elif args.pool == "per-session":
         print(f"{'batch':>5} {'full ms':>8} {'chained, spinning':>18} {'ratio':>6} {'chained, no spinning':>21} {'ratio':>6}")
         for batch in args.batches:
@@ -129,16 +140,15 @@ def main() -> None:
         return
     else:
         shared_pool(args.threads)  # before any session: one pool for the whole process, as edgekd's commands run
-        columns = ("plain run, NCHW", "bound, NCHW", "bound, blocked")
-        print(f"{'batch':>5} {'full ms':>8} " + " ".join(f"{'chained, ' + c:>25} {'ratio':>6}" for c in columns))
+        print(f"{'batch':>5} {'full ms':>8} " + " ".join(f"{'chained, ' + CHAINS[c]:>32} {'ratio':>6}" for c in args.chains))
         for batch in args.batches:
             x = rng.standard_normal((batch, *size)).astype(np.float32)
             shared_full = make_session(args.bundle / "full.onnx", ["CPUExecutionProvider"], args.threads, share_pool=True)
-            chains = [runtime_chained(args.bundle, args.threads, bound=b, blocked=k) for b, k in ((False, False), (True, False), (True, True))]
+            chains = [runtime_chained(args.bundle, args.threads, c, batch) for c in args.chains]
             t_full, *t_chains = median_ms(lambda: shared_full.run(None, {"image": x}), *[lambda c=c: c(x) for c in chains],
                                           repeats=args.repeats, block=args.block)
-            print(f"{batch:>5} {t_full:>8.3f} " + " ".join(f"{t:>25.3f} {t / t_full:>6.3f}" for t in t_chains))
-        print(f"(the runtime hands feature maps on blocked up to {BLOCKED_MAX_ROWS} images, in NCHW above)")
+            print(f"{batch:>5} {t_full:>8.3f} " + " ".join(f"{t:>32.3f} {t / t_full:>6.3f}" for t in t_chains))
+        print(f"(the runtime copies on every thread once a batch's largest feature map reaches {PARALLEL_COPY_BYTES // 1024} KiB)")
         return
     if "int8" not in manifest:
         return

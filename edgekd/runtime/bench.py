@@ -27,15 +27,17 @@ from edgekd.runtime.thresholds import assign_exits, oracle, oracle_cost_at, outc
 
 def medians_in_turns(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int = 3, block: int = 1) -> list[float]:
     """Median seconds of each function over `repeats` rounds. Within a round each is called `block`
-    times in a row (every call timed), the order alternating round by round, so a slow spell of the
-    machine falls on all of them alike. `block=1` alternates call by call, so each call finds the
-    caches holding the other functions' data; a longer block measures the warm, steady state."""
+    times in a row (every call timed), in an order shuffled round by round (seeded), so a slow spell of
+    the machine falls on all of them alike and none always runs just after the same other. `block=1`
+    makes each call find the caches holding the other functions' data; a longer block measures the warm,
+    steady state."""
     for fn in fns:
         for _ in range(warmup):
             fn()
+    order = np.random.default_rng(0)
     times: list[list[float]] = [[] for _ in fns]
-    for round_ in range(repeats):
-        for i in (range(len(fns)) if round_ % 2 == 0 else reversed(range(len(fns)))):
+    for _ in range(repeats):
+        for i in order.permutation(len(fns)):
             for _ in range(block):
                 start = time.perf_counter()
                 fns[i]()

@@ -111,6 +111,23 @@ class SegmentChain:
     def start(self, images: np.ndarray) -> "ChainPass":
         return ChainPass(self, images)
 
+    def run_through(self, images: np.ndarray, exits: int) -> list[np.ndarray]:
+        """The logits of exits 1..`exits` for every image: the first `exits` segments run on the whole
+        batch, with none of the early-exit loop's bookkeeping."""
+        rows, logits = len(images), []
+        if not (self.bound and rows <= MAX_BOUND_ROWS):
+            feature = images
+            for k in range(exits):
+                feature, exit_logits = self.segments[k].run(None, {self.input_names[k]: feature})
+                logits.append(exit_logits)
+            return logits
+        buffers = self.buffers(rows)
+        np.copyto(buffers.image[:rows], images)
+        for k in range(exits):
+            self.segments[k].run_with_iobinding(self.binding(buffers, k, rows, kept=False))
+            logits.append(buffers.logits[k][:rows].copy())
+        return logits
+
 
 class ChainPass:
     """One batch on its way through the chain: `feature` and `logits` of the segment just run
@@ -165,9 +182,5 @@ class ChainedSession:
         return [InputArg("image")]
 
     def run(self, output_names: Sequence[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        step = self._chain.start(feeds["image"])
-        logits = [step.logits.copy()]
-        while step.segment + 1 < self._last:
-            step.advance()
-            logits.append(step.logits.copy())
+        logits = self._chain.run_through(feeds["image"], self._last)
         return logits if self._all else [logits[-1]]

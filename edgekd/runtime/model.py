@@ -27,10 +27,11 @@ from edgekd.runtime.sessions import make_session, resolve_providers, session_opt
 from edgekd.errors import BadInput
 
 MODES = ("auto", "early", "exit", "all")
-# Largest batch the early-exit loop runs on blocked-layout segments: they save two copies a boundary,
-# which count at small batches; from about 8 images onnxruntime's NCHW graphs are as fast or faster
-# (benchmarks/export_latency.py --batches 1 2 4 8 16 32 64).
-BLOCKED_MAX_ROWS = 4
+# A batch whose largest feature map handed between segments reaches this many bytes gets the blocked
+# segments that copy it out on every thread; smaller ones the segments where onnxruntime copies it, on
+# one thread, inside the last convolution (see `layout`). Where the switch pays, on both CIFAR bundles:
+# benchmarks/export_latency.py BUNDLE --pool shared --chains serial parallel --batches 1 2 4 8 16.
+PARALLEL_COPY_BYTES = 512 * 1024
 PRECISIONS = ("fp32", "int8", "tensorrt")
 
 
@@ -94,7 +95,8 @@ class EarlyExitModel:
         self.classes: list[str] = list(self.manifest["classes"])
         self._sessions: dict[str, Any] = {}
         self._chain: SegmentChain | None = None
-        self._blocked_chain: SegmentChain | None = None
+        self._blocked_chains: dict[bool, SegmentChain] = {}  # by parallel_copy
+        self._handoff_bytes = max((4 * int(np.prod(e["feature_shape"])) for e in self.manifest["exits"][:-1]), default=0)
         calibrated = self.manifest.get("thresholds") or None
         self.policy_name: str = (self.manifest.get("policy") or {}).get("name", "max_prob")
         self.thresholds: list[float] | None = list(calibrated) if calibrated else None
@@ -125,19 +127,24 @@ class EarlyExitModel:
         return self._chain
 
     def chain_for(self, rows: int) -> SegmentChain:
-        """The chain the early-exit loop runs a batch of `rows` on: for up to `BLOCKED_MAX_ROWS` on CPU,
-        segments that hand feature maps on in onnxruntime's blocked layout where it allows (see
-        `layout`); otherwise, or where nothing can stay blocked, `chain`."""
-        if (rows > BLOCKED_MAX_ROWS or not self.blocked_handoff or self.precision == "tensorrt"
-                or self.providers != ["CPUExecutionProvider"]):
+        """The chain the early-exit loop runs a batch of `rows` on: on CPU, `blocked_chain`, copying feature
+        maps out on every thread once a batch's reach `PARALLEL_COPY_BYTES`; otherwise `chain`."""
+        if not self.blocked_handoff or self.precision == "tensorrt" or self.providers != ["CPUExecutionProvider"]:
             return self.chain
-        if self._blocked_chain is None:
+        return self.blocked_chain(parallel_copy=rows * self._handoff_bytes >= PARALLEL_COPY_BYTES)
+
+    def blocked_chain(self, parallel_copy: bool) -> SegmentChain:
+        """The segments handing feature maps on in onnxruntime's blocked layout where it allows (see
+        `layout`), in-place sums copied out on one thread or (`parallel_copy`) on every thread; `chain`
+        where nothing can stay blocked."""
+        if parallel_copy not in self._blocked_chains:
             paths = [self._graph_path(f"segment_{k}") for k in range(1, self.num_exits + 1)]
-            graphs = blocked_handoff(paths, lambda: session_options(self.threads, share_pool=self.shared_threads))
-            self._blocked_chain = self.chain if graphs is None else SegmentChain.for_bundle(
+            graphs = blocked_handoff(paths, lambda: session_options(self.threads, share_pool=self.shared_threads),
+                                     parallel_copy=parallel_copy)
+            self._blocked_chains[parallel_copy] = self.chain if graphs is None else SegmentChain.for_bundle(
                 [make_session(g, self.providers, self.threads, share_pool=self.shared_threads, optimized=True) for g in graphs],
                 self.manifest)
-        return self._blocked_chain
+        return self._blocked_chains[parallel_copy]
 
     def _engine_session(self, name: str) -> Any:
         """A native TensorRT engine for segment_k; prefix_k and full chain the segment engines."""
