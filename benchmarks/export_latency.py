@@ -3,10 +3,11 @@ and INT8 vs FP32 (latency and per-exit accuracy on the run's test split).
 
 Every figure is the median of `--repeats` timed runs after warm-up, all exits computed; the graphs
 compared are timed in turns, so the machine's slow spells fall on all of them alike. Chained
-segments run as one session per segment, three ways: per-session thread pools with onnxruntime's
-default spinning (idle pools spin and fight over the cores), per-session pools with spinning off,
-and one thread pool shared by every session of the process (what the runtime uses); `full` is
-timed with a per-session pool and with the shared one. On the shared pool the runtime's chain runs
+segments run as one session per segment, with three kinds of thread pool, each measured in a process
+of its own and the same for `full`: per-session pools with onnxruntime's default spinning (plain
+sessions, as onnxruntime makes them: idle pools spin and fight over the cores), per-session pools
+with spinning off (`EarlyExitModel`'s default), and one pool shared by every session of the process
+(what edgekd's commands use). On the shared pool the runtime's chain runs
 the ways `--chains` names: feature maps handed on by plain `session.run` (copied out of onnxruntime
 and back in, `plain`); through buffers the next segment reads (`nchw`, `edgekd.runtime.chain`); and
 through those buffers in onnxruntime's blocked layout, without the NCHW conversions at every boundary
@@ -51,20 +52,22 @@ def median_ms(*fns, repeats: int, block: int = 1) -> list[float]:
     return [1e3 * t for t in medians_in_turns(fns, max(1, repeats // block), warmup=5, block=block)]
 
 
-def chained(bundle: Path, manifest: dict, threads: int, spinning: bool):
-    """Segment sessions, each with a thread pool of its own, feature maps handed on by plain `session.run`."""
+def chained(bundle: Path, manifest: dict, threads: int):
+    """Plain segment sessions, each with a spinning thread pool of its own, feature maps handed on by `session.run`."""
     paths = [bundle / manifest["graphs"][f"segment_{k}"]["file"] for k in range(1, len(manifest["exits"]) + 1)]
-    chain = ChainedSession(SegmentChain.for_bundle([session(p, threads, spinning) for p in paths], manifest, bind=False))
+    chain = ChainedSession(SegmentChain.for_bundle([session(p, threads, True) for p in paths], manifest, bind=False))
     return lambda x: chain.run(None, {"image": x})
 
 
+POOLS = ("spinning", "no-spinning", "shared")
 CHAINS = {"plain": "plain run, NCHW", "nchw": "bound, NCHW", "serial": "blocked, 1-thread copy",
           "parallel": "blocked, parallel copy", "runtime": "runtime's choice"}
 
 
-def runtime_chained(bundle: Path, threads: int, variant: str, batch: int):
-    """The runtime's segment sessions on the shared pool, feature maps handed on as `variant` (a key of CHAINS)."""
-    model = EarlyExitModel(bundle, threads=threads, shared_threads=True)
+def runtime_chained(bundle: Path, threads: int, variant: str, batch: int, shared: bool = True):
+    """The runtime's segment sessions on the shared pool (or, `shared=False`, on pools of their own that do
+    not spin), feature maps handed on as `variant` (a key of CHAINS)."""
+    model = EarlyExitModel(bundle, threads=threads, shared_threads=shared)
     if variant in ("serial", "parallel"):
         chain = model.blocked_chain(parallel_copy=variant == "parallel")
     else:
@@ -75,6 +78,12 @@ def runtime_chained(bundle: Path, threads: int, variant: str, batch: int):
 
 def full(bundle: Path, prefix: str, threads: int, spinning: bool):
     s = session(bundle / prefix / "full.onnx", threads, spinning)
+    return lambda x: s.run(None, {"image": x})
+
+
+def shared_full(bundle: Path, prefix: str, threads: int):
+    """The `full` graph under `prefix` on the process's shared thread pool."""
+    s = make_session(bundle / prefix / "full.onnx", ["CPUExecutionProvider"], threads, share_pool=True)
     return lambda x: s.run(None, {"image": x})
 
 
@@ -112,7 +121,7 @@ def main() -> None:
                         help="calls of one graph in a row per turn: 1 alternates call by call (each call finds the caches "
                              "holding the other graphs' weights); 20 or so measures the warm, steady state of a deployed model")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64], help="batch sizes of the chained-vs-full comparison")
-    parser.add_argument("--pool", choices=["both", "per-session", "shared"], default="both",
+    parser.add_argument("--pool", choices=["all", *POOLS], default="all",
                         help="thread pools of the chained-vs-full comparison (each measured in its own process)")
     parser.add_argument("--chains", nargs="+", choices=list(CHAINS), default=["plain", "nchw", "serial", "parallel"],
                         help="how the chain on the shared pool hands feature maps on (timed in turns with full)")
@@ -120,41 +129,43 @@ def main() -> None:
     manifest = read_manifest(args.bundle)
     size = manifest["input"]["shape"]
     rng = np.random.default_rng(0)
-    if args.pool != "both":
+    if args.pool != "all":
         print(f"{args.bundle}: {len(manifest['exits'])} exits, input {size}, {args.threads} threads, median of {args.repeats}; "
               f"{args.pool} thread pool(s); {args.block} call(s) of a graph per turn")
-    if args.pool == "both":  # onnxruntime allows one kind of pool per process: measure each in its own
-        for pool in ("per-session", "shared"):
+    if args.pool == "all":  # onnxruntime allows one kind of pool per process: measure each in its own
+        for pool in POOLS:
             subprocess.run([sys.executable, __file__, str(args.bundle), "--repeats", str(args.repeats), "--threads",
                             str(args.threads), "--pool", pool, "--block", str(args.block), "--batches",
                             *map(str, args.batches), "--chains", *args.chains], check=True)
-    elif args.pool == "per-session":
-        print(f"{'batch':>5} {'full ms':>8} {'chained, spinning':>18} {'ratio':>6} {'chained, no spinning':>21} {'ratio':>6}")
+    elif args.pool in ("spinning", "no-spinning"):
+        spinning = args.pool == "spinning"
+        label = "plain sessions" if spinning else "EarlyExitModel"
+        print(f"{'batch':>5} {'full ms':>8} {'chained, ' + label:>24} {'ratio':>6}")
         for batch in args.batches:
             x = rng.standard_normal((batch, *size)).astype(np.float32)
-            full_run = full(args.bundle, "", args.threads, True)
-            spin, calm = (chained(args.bundle, manifest, args.threads, s) for s in (True, False))
-            t_full, t_spin, t_calm = median_ms(lambda: full_run(x), lambda: spin(x), lambda: calm(x), repeats=args.repeats,
-                                            block=args.block)
-            print(f"{batch:>5} {t_full:>8.3f} {t_spin:>18.3f} {t_spin / t_full:>6.3f} {t_calm:>21.3f} {t_calm / t_full:>6.3f}")
+            full_run = full(args.bundle, "", args.threads, spinning)
+            chain = chained(args.bundle, manifest, args.threads) if spinning else runtime_chained(args.bundle, args.threads, "runtime", batch, shared=False)
+            t_full, t_chain = median_ms(lambda: full_run(x), lambda: chain(x), repeats=args.repeats, block=args.block)
+            print(f"{batch:>5} {t_full:>8.3f} {t_chain:>24.3f} {t_chain / t_full:>6.3f}")
         return
     else:
         shared_pool(args.threads)  # before any session: one pool for the whole process, as edgekd's commands run
         print(f"{'batch':>5} {'full ms':>8} " + " ".join(f"{'chained, ' + CHAINS[c]:>32} {'ratio':>6}" for c in args.chains))
         for batch in args.batches:
             x = rng.standard_normal((batch, *size)).astype(np.float32)
-            shared_full = make_session(args.bundle / "full.onnx", ["CPUExecutionProvider"], args.threads, share_pool=True)
+            monolithic = shared_full(args.bundle, "", args.threads)
             chains = [runtime_chained(args.bundle, args.threads, c, batch) for c in args.chains]
-            t_full, *t_chains = median_ms(lambda: shared_full.run(None, {"image": x}), *[lambda c=c: c(x) for c in chains],
+            t_full, *t_chains = median_ms(lambda: monolithic(x), *[lambda c=c: c(x) for c in chains],
                                           repeats=args.repeats, block=args.block)
             print(f"{batch:>5} {t_full:>8.3f} " + " ".join(f"{t:>32.3f} {t / t_full:>6.3f}" for t in t_chains))
         print(f"(the runtime copies on every thread once a batch's largest feature map reaches {PARALLEL_COPY_BYTES // 1024} KiB)")
         return
     if "int8" not in manifest:
         return
-    print(f"\nINT8 vs FP32, full graph ({manifest['int8']['quantization']})")
+    print(f"\nINT8 vs FP32, full graph ({manifest['int8']['quantization']}), shared thread pool")
     print(f"{'batch':>5} {'FP32 ms':>9} {'INT8 ms':>9} {'INT8/FP32':>10}")
-    fp32, int8 = full(args.bundle, "", args.threads, True), full(args.bundle, manifest["int8"]["dir"], args.threads, True)
+    shared_pool(args.threads)  # as edgekd's commands run: two sessions taking turns, no idle pool spinning against the other
+    fp32, int8 = (shared_full(args.bundle, d, args.threads) for d in ("", manifest["int8"]["dir"]))
     for batch in (1, 64):
         x = rng.standard_normal((batch, *size)).astype(np.float32)
         a, b = median_ms(lambda: fp32(x), lambda: int8(x), repeats=args.repeats, block=args.block)
