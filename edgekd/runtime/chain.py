@@ -30,8 +30,8 @@ class InputArg(NamedTuple):
 
 
 def aligned_empty(shape: Sequence[int]) -> np.ndarray:
-    """An uninitialised float32 array starting on a cache line (numpy only promises 16 bytes, so where
-    malloc put a buffer used to change how fast onnxruntime read it)."""
+    """An uninitialised float32 array starting on a cache line: numpy promises only 16-byte alignment,
+    and how fast onnxruntime read a buffer depended on where malloc had put it."""
     size = int(np.prod(shape)) * 4
     raw = np.empty(size + CACHE_LINE, np.uint8)
     start = -raw.ctypes.data % CACHE_LINE

@@ -128,7 +128,7 @@ class EarlyExitModel:
 
     def chain_for(self, rows: int) -> SegmentChain:
         """The chain the early-exit loop runs a batch of `rows` on: on CPU, `blocked_chain`, copying feature
-        maps out on every thread once a batch's reach `PARALLEL_COPY_BYTES`; otherwise `chain`."""
+        maps out on every thread once a batch's largest reaches `PARALLEL_COPY_BYTES`; otherwise `chain`."""
         if not self.blocked_handoff or self.precision == "tensorrt" or self.providers != ["CPUExecutionProvider"]:
             return self.chain
         return self.blocked_chain(parallel_copy=rows * self._handoff_bytes >= PARALLEL_COPY_BYTES)
