@@ -6,8 +6,8 @@ compared are timed in turns, so the machine's slow spells fall on all of them al
 segments run as one session per segment, with three kinds of thread pool, each measured in a process
 of its own and the same for `full`: per-session pools with onnxruntime's default spinning (plain
 sessions, as onnxruntime makes them: idle pools spin and fight over the cores), per-session pools
-with spinning off (`EarlyExitModel`'s default), and one pool shared by every session of the process
-(what edgekd's commands use). On the shared pool the runtime's chain runs
+that spin only while a run lasts (`EarlyExitModel`'s default), and one pool shared by every session
+of the process (what edgekd's commands use). On the shared pool the runtime's chain runs
 the ways `--chains` names: feature maps handed on by plain `session.run` (copied out of onnxruntime
 and back in, `plain`); through buffers the next segment reads (`nchw`, `edgekd.runtime.chain`); and
 through those buffers in onnxruntime's blocked layout, without the NCHW conversions at every boundary
@@ -37,12 +37,12 @@ from edgekd.runtime.model import PARALLEL_COPY_BYTES, EarlyExitModel
 from edgekd.runtime.sessions import make_session, shared_pool
 
 
-def session(path: Path, threads: int, spinning: bool) -> ort.InferenceSession:
+def session(path: Path, threads: int) -> ort.InferenceSession:
+    """A plain session, with onnxruntime's default (spinning) thread pool of its own."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
@@ -55,18 +55,18 @@ def median_ms(*fns, repeats: int, block: int = 1) -> list[float]:
 def chained(bundle: Path, manifest: dict, threads: int):
     """Plain segment sessions, each with a spinning thread pool of its own, feature maps handed on by `session.run`."""
     paths = [bundle / manifest["graphs"][f"segment_{k}"]["file"] for k in range(1, len(manifest["exits"]) + 1)]
-    chain = ChainedSession(SegmentChain.for_bundle([session(p, threads, True) for p in paths], manifest, bind=False))
+    chain = ChainedSession(SegmentChain.for_bundle([session(p, threads) for p in paths], manifest, bind=False))
     return lambda x: chain.run(None, {"image": x})
 
 
-POOLS = ("spinning", "no-spinning", "shared")
+POOLS = ("spinning", "per-session", "shared")
 CHAINS = {"plain": "plain run, NCHW", "nchw": "bound, NCHW", "serial": "blocked, 1-thread copy",
           "parallel": "blocked, parallel copy", "runtime": "runtime's choice"}
 
 
 def runtime_chained(bundle: Path, threads: int, variant: str, batch: int, shared: bool = True):
-    """The runtime's segment sessions on the shared pool (or, `shared=False`, on pools of their own that do
-    not spin), feature maps handed on as `variant` (a key of CHAINS)."""
+    """The runtime's segment sessions on the shared pool (or, `shared=False`, on pools of their own that
+    spin only while a run lasts), feature maps handed on as `variant` (a key of CHAINS)."""
     model = EarlyExitModel(bundle, threads=threads, shared_threads=shared)
     if variant in ("serial", "parallel"):
         chain = model.blocked_chain(parallel_copy=variant == "parallel")
@@ -76,14 +76,15 @@ def runtime_chained(bundle: Path, threads: int, variant: str, batch: int, shared
     return lambda x: chained_session.run(None, {"image": x})
 
 
-def full(bundle: Path, prefix: str, threads: int, spinning: bool):
-    s = session(bundle / prefix / "full.onnx", threads, spinning)
+def plain_full(bundle: Path, threads: int):
+    s = session(bundle / "full.onnx", threads)
     return lambda x: s.run(None, {"image": x})
 
 
-def shared_full(bundle: Path, prefix: str, threads: int):
-    """The `full` graph under `prefix` on the process's shared thread pool."""
-    s = make_session(bundle / prefix / "full.onnx", ["CPUExecutionProvider"], threads, share_pool=True)
+def runtime_full(bundle: Path, prefix: str, threads: int, shared: bool = True):
+    """The `full` graph under `prefix` in a session as the runtime makes it: on the shared thread pool,
+    or (`shared=False`) on a pool of its own that spins only while a run lasts."""
+    s = make_session(bundle / prefix / "full.onnx", ["CPUExecutionProvider"], threads, share_pool=shared)
     return lambda x: s.run(None, {"image": x})
 
 
@@ -137,14 +138,13 @@ def main() -> None:
             subprocess.run([sys.executable, __file__, str(args.bundle), "--repeats", str(args.repeats), "--threads",
                             str(args.threads), "--pool", pool, "--block", str(args.block), "--batches",
                             *map(str, args.batches), "--chains", *args.chains], check=True)
-    elif args.pool in ("spinning", "no-spinning"):
-        spinning = args.pool == "spinning"
-        label = "plain sessions" if spinning else "EarlyExitModel"
-        print(f"{'batch':>5} {'full ms':>8} {'chained, ' + label:>24} {'ratio':>6}")
+    elif args.pool in ("spinning", "per-session"):
+        plain = args.pool == "spinning"
+        print(f"{'batch':>5} {'full ms':>8} {'chained, ' + ('plain sessions' if plain else 'EarlyExitModel'):>24} {'ratio':>6}")
         for batch in args.batches:
             x = rng.standard_normal((batch, *size)).astype(np.float32)
-            full_run = full(args.bundle, "", args.threads, spinning)
-            chain = chained(args.bundle, manifest, args.threads) if spinning else runtime_chained(args.bundle, args.threads, "runtime", batch, shared=False)
+            full_run = plain_full(args.bundle, args.threads) if plain else runtime_full(args.bundle, "", args.threads, shared=False)
+            chain = chained(args.bundle, manifest, args.threads) if plain else runtime_chained(args.bundle, args.threads, "runtime", batch, shared=False)
             t_full, t_chain = median_ms(lambda: full_run(x), lambda: chain(x), repeats=args.repeats, block=args.block)
             print(f"{batch:>5} {t_full:>8.3f} {t_chain:>24.3f} {t_chain / t_full:>6.3f}")
         return
@@ -153,7 +153,7 @@ def main() -> None:
         print(f"{'batch':>5} {'full ms':>8} " + " ".join(f"{'chained, ' + CHAINS[c]:>32} {'ratio':>6}" for c in args.chains))
         for batch in args.batches:
             x = rng.standard_normal((batch, *size)).astype(np.float32)
-            monolithic = shared_full(args.bundle, "", args.threads)
+            monolithic = runtime_full(args.bundle, "", args.threads)
             chains = [runtime_chained(args.bundle, args.threads, c, batch) for c in args.chains]
             t_full, *t_chains = median_ms(lambda: monolithic(x), *[lambda c=c: c(x) for c in chains],
                                           repeats=args.repeats, block=args.block)
@@ -165,7 +165,7 @@ def main() -> None:
     print(f"\nINT8 vs FP32, full graph ({manifest['int8']['quantization']}), shared thread pool")
     print(f"{'batch':>5} {'FP32 ms':>9} {'INT8 ms':>9} {'INT8/FP32':>10}")
     shared_pool(args.threads)  # as edgekd's commands run: two sessions taking turns, no idle pool spinning against the other
-    fp32, int8 = (shared_full(args.bundle, d, args.threads) for d in ("", manifest["int8"]["dir"]))
+    fp32, int8 = (runtime_full(args.bundle, d, args.threads) for d in ("", manifest["int8"]["dir"]))
     for batch in (1, 64):
         x = rng.standard_normal((batch, *size)).astype(np.float32)
         a, b = median_ms(lambda: fp32(x), lambda: int8(x), repeats=args.repeats, block=args.block)

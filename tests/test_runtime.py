@@ -13,6 +13,7 @@ from conftest import ROOT, SHAPES_IMAGES, TINY_BUNDLE, run_cli
 from edgekd.errors import BadInput, EdgekdError
 from edgekd.runtime import EarlyExitModel
 from edgekd.runtime.calibration import exit_logits, load_split
+from edgekd.runtime.sessions import session_options
 from edgekd.runtime.thresholds import NEVER
 
 BUNDLE, IMAGES = TINY_BUNDLE, SHAPES_IMAGES
@@ -103,6 +104,13 @@ def test_policies_and_int8(test_images):
     fp32 = EarlyExitModel(BUNDLE)
     for p32, p8 in zip(fp32.predict(images, mode="all").all_probs, int8.predict(images, mode="all").all_probs):
         assert np.abs(p32 - p8).mean() < 0.02  # the tiny model's flat outputs make argmax agreement a poor measure
+
+
+def test_sessions_with_pools_of_their_own_spin_only_while_a_run_lasts():
+    options = session_options(3)
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (3, 1)
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
 
 
 def test_tensorrt_precision_needs_engines_in_the_bundle():

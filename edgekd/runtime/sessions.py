@@ -2,8 +2,9 @@
 a chain of per-segment sessions share the cores instead of fighting over them.
 
 Two thread set-ups (benchmarks/export_latency.py measures them against onnxruntime's default):
-- default: each session its own pool of `threads` intra-op threads (all cores by default) with
-  spinning off, so a finished session's spinning threads do not starve the next one of the chain;
+- default: each session its own pool of `threads` intra-op threads (all cores by default) that spins
+  while a run lasts (no wake-up between kernels) and stops when it returns, so a finished
+  session's threads do not spin against the next segment of the chain;
 - `shared_threads=True`: one pool for every session of the process, which is faster still (no
   pool to wake per call). onnxruntime then refuses sessions with their own pools anywhere in the
   process, so edgekd's own commands (predict, calibrate, bench, demo) use it and the Python API
@@ -69,7 +70,7 @@ def shared_pool(threads: int) -> bool:
 
 def session_options(threads: int | None, *, share_pool: bool = False) -> ort.SessionOptions:
     """Sequential execution on `threads` intra-op threads (all cores by default): the shared pool, or a
-    pool of the session's own that does not spin."""
+    pool of the session's own that spins only while a run lasts."""
     options = ort.SessionOptions()
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
@@ -79,7 +80,8 @@ def session_options(threads: int | None, *, share_pool: bool = False) -> ort.Ses
     else:
         options.intra_op_num_threads = count
         options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     return options
 
 
