@@ -34,10 +34,10 @@ def medians_in_turns(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int
     for fn in fns:
         for _ in range(warmup):
             fn()
-    order = np.random.default_rng(0)
+    rng = np.random.default_rng(0)  # the same shuffles every time
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        for i in order.permutation(len(fns)):
+        for i in rng.permutation(len(fns)):
             for _ in range(block):
                 start = time.perf_counter()
                 fns[i]()
