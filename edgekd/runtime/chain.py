@@ -129,6 +129,38 @@ class SegmentChain:
         return logits
 
 
+PROBE_ROWS = 3
+PROBE_TOLERANCE = 1e-4  # relative to the logits' scale: the same kernels in another layout differ by rounding only
+
+
+def chains_disagree(chain: SegmentChain, reference: SegmentChain, image_shape: Sequence[int]) -> str | None:
+    """Where `chain`'s logits differ from `reference`'s on a seeded random batch (every exit, through the
+    bound buffers and through compaction), or None where they agree."""
+    images = np.random.default_rng(0).standard_normal((PROBE_ROWS, *image_shape)).astype(np.float32)
+    keep = np.arange(PROBE_ROWS) != 1
+    got, expected = _probe_logits(chain, images, keep), _probe_logits(reference, images, keep)
+    for k, (a, b) in enumerate(zip(got, expected)):
+        scale = max(1.0, float(np.abs(b).max()))
+        if a.shape != b.shape or not np.allclose(a, b, rtol=0, atol=PROBE_TOLERANCE * scale):
+            return f"exit {k + 1}'s logits differ from the NCHW chain's (max abs diff {float(np.abs(a - b).max()):.3g})" \
+                if a.shape == b.shape else f"exit {k + 1}'s logits have shape {a.shape}, not {b.shape}"
+    return None
+
+
+def _probe_logits(chain: SegmentChain, images: np.ndarray, keep: np.ndarray) -> list[np.ndarray]:
+    """Every exit's logits of `images`, then those of exits 2.. on the rows `keep` selects (compacted after exit 1)."""
+    logits = chain.run_through(images, len(chain))
+    if len(chain) < 2:
+        return logits
+    step = chain.start(images)
+    step.advance(keep)
+    compacted = [step.logits.copy()]
+    while step.segment < len(chain) - 1:
+        step.advance()
+        compacted.append(step.logits.copy())
+    return logits + compacted
+
+
 class ChainPass:
     """One batch on its way through the chain: `feature` and `logits` of the segment just run
     (`segment`, 0-based; they are reused by the next call in this thread, so copy what you keep),

@@ -10,15 +10,17 @@ onnxruntime only.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import onnxruntime as ort
 
 from edgekd.export.bundle import read_manifest
-from edgekd.runtime.chain import ChainedSession, SegmentChain
+from edgekd.runtime.chain import ChainedSession, SegmentChain, chains_disagree
 from edgekd.runtime.images import to_batch
 from edgekd.runtime.layout import blocked_handoff
 from edgekd.runtime.policies import policy as get_policy
@@ -26,6 +28,7 @@ from edgekd.runtime.policies import softmax
 from edgekd.runtime.sessions import make_session, resolve_providers, session_options
 from edgekd.errors import BadInput
 
+log = logging.getLogger("edgekd.runtime")
 MODES = ("auto", "early", "exit", "all")
 # A batch whose largest feature map handed between segments reaches this many bytes gets the blocked
 # segments that copy it out on every thread; smaller ones the segments where onnxruntime copies it, on
@@ -136,15 +139,32 @@ class EarlyExitModel:
     def blocked_chain(self, parallel_copy: bool) -> SegmentChain:
         """The segments handing feature maps on in onnxruntime's blocked layout where it allows (see
         `layout`), in-place sums copied out on one thread or (`parallel_copy`) on every thread; `chain`
-        where nothing can stay blocked."""
+        where nothing can stay blocked. The blocked layout is onnxruntime's internal graph rewrite, so the
+        blocked chain is probed when it is built: it must build and give the NCHW chain's logits on a probe
+        batch, else `chain` serves instead (one debug line on the `edgekd.runtime` logger says why)."""
         if parallel_copy not in self._blocked_chains:
-            paths = [self._graph_path(f"segment_{k}") for k in range(1, self.num_exits + 1)]
+            blocked, reason = self._probed_blocked_chain(parallel_copy)
+            if blocked is None:
+                log.debug("%s: segments hand feature maps on in NCHW%s (onnxruntime %s): %s", self.bundle,
+                          " for large batches" if parallel_copy else "", ort.__version__, reason)
+            self._blocked_chains[parallel_copy] = blocked or self.chain
+        return self._blocked_chains[parallel_copy]
+
+    def _probed_blocked_chain(self, parallel_copy: bool) -> tuple[SegmentChain | None, str]:
+        """The blocked chain if it builds and agrees with `chain`; else None and why not."""
+        paths = [self._graph_path(f"segment_{k}") for k in range(1, self.num_exits + 1)]
+        try:
             graphs = blocked_handoff(paths, lambda: session_options(self.threads, share_pool=self.shared_threads),
                                      parallel_copy=parallel_copy)
-            self._blocked_chains[parallel_copy] = self.chain if graphs is None else SegmentChain.for_bundle(
+            if graphs is None:
+                return None, "onnxruntime's CPU optimizer keeps no segment boundary of this bundle in its blocked layout"
+            blocked = SegmentChain.for_bundle(
                 [make_session(g, self.providers, self.threads, share_pool=self.shared_threads, optimized=True) for g in graphs],
                 self.manifest)
-        return self._blocked_chains[parallel_copy]
+            disagreement = chains_disagree(blocked, self.chain, self.manifest["input"]["shape"])
+        except Exception as err:  # noqa: BLE001 - a changed internal rewrite may fail anywhere; the NCHW chain stays right
+            return None, f"the blocked segments failed to build or run ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        return (None, disagreement) if disagreement else (blocked, "")
 
     def _engine_session(self, name: str) -> Any:
         """A native TensorRT engine for segment_k; prefix_k and full chain the segment engines."""

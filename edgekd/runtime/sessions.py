@@ -8,18 +8,28 @@ Two thread set-ups (benchmarks/export_latency.py measures them against onnxrunti
 - `shared_threads=True`: one pool for every session of the process, which is faster still (no
   pool to wake per call). onnxruntime then refuses sessions with their own pools anywhere in the
   process, so edgekd's own commands (predict, calibrate, bench, demo) use it and the Python API
-  leaves it opt-in. Where onnxruntime cannot share a pool, sessions fall back to their own.
+  leaves it opt-in.
+
+Sharing a pool goes through `onnxruntime.capi._pybind_state`, which is not onnxruntime's public API:
+`shared_pool` probes it (the setter exists, takes the sizes, and a session on the shared pool runs) before
+the first session, and where the probe fails every session gets a pool of its own, with one debug line
+on the `edgekd.runtime` logger saying why.
 """
 from __future__ import annotations
 
+import importlib
+import logging
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import onnxruntime as ort
-from onnxruntime.capi import _pybind_state as ort_internal
+from onnx import TensorProto, helper
 
 from edgekd.errors import BadInput
+
+log = logging.getLogger("edgekd.runtime")
 
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
@@ -50,22 +60,50 @@ def resolve_providers(providers: Sequence[str] | None, bundle: Path) -> list[Any
     return resolved
 
 
-_shared_pool: dict[str, int] = {}
+_shared_pool: dict[str, bool] = {}  # "works": the probe's verdict, once per process
 
 
 def shared_pool(threads: int) -> bool:
-    """Create the process-wide thread pool once; False where onnxruntime cannot share one."""
-    if "threads" in _shared_pool:
-        return True
-    setter = getattr(ort_internal, "set_global_thread_pool_sizes", None)
+    """Create the process-wide thread pool once, where the probe shows onnxruntime can share one; False
+    (and one debug line) where it cannot."""
+    if "works" not in _shared_pool:
+        reason = _share_pool(threads)
+        if reason:
+            log.debug("onnxruntime %s cannot share one thread pool (%s): every session gets a pool of its own",
+                      ort.__version__, reason)
+        _shared_pool["works"] = reason is None
+    return _shared_pool["works"]
+
+
+def _share_pool(threads: int) -> str | None:
+    """Set up the shared pool and run a session on it; why that failed, or None."""
+    try:
+        internal = importlib.import_module("onnxruntime.capi._pybind_state")
+    except ImportError as err:
+        return f"no onnxruntime.capi._pybind_state: {err}"
+    setter = getattr(internal, "set_global_thread_pool_sizes", None)
     if setter is None:
-        return False
+        return "onnxruntime.capi._pybind_state has no set_global_thread_pool_sizes"
     try:
         setter(threads, 1)
-    except RuntimeError:  # onnxruntime's environment already exists with per-session pools
-        return False
-    _shared_pool["threads"] = threads
-    return True
+        options = ort.SessionOptions()
+        options.use_per_session_threads = False
+        options.log_severity_level = 3
+        session = ort.InferenceSession(_relu_graph(), options, providers=["CPUExecutionProvider"])
+        x = np.array([[-1.0, 2.0]], np.float32)
+        (y,) = session.run(None, {"x": x})
+    except Exception as err:  # noqa: BLE001 - whatever a changed internal raises means: do not use it
+        return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    if not np.array_equal(y, np.maximum(x, 0)):
+        return "a session on the shared pool computed a wrong result"
+    return None
+
+
+def _relu_graph() -> bytes:
+    """The smallest graph a probe can run: y = relu(x)."""
+    value = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 2])  # noqa: E731
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [value("x")], [value("y")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=7).SerializeToString()
 
 
 def session_options(threads: int | None, *, share_pool: bool = False) -> ort.SessionOptions:
