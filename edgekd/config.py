@@ -51,6 +51,14 @@ class ModelConfig(Section):
     init: Optional[str] = Field(None, description="edgekd checkpoint whose stages and final classifier initialise this model")
 
 
+class ProgressiveResizeConfig(Section):
+    """Train the first epochs on smaller images (see edgekd.engine.resize)."""
+
+    initial_scale: float = Field(0.5, gt=0, le=1, description="side of epoch 1's images as a fraction of data.image_size")
+    finetune_fraction: float = Field(0.25, ge=0, lt=1, description="the last fraction of epochs, at full size")
+    size_multiple: int = Field(4, ge=1)
+
+
 class TrainConfig(Section):
     """One training run: optimizer, schedule, precision, seed."""
 
@@ -68,6 +76,9 @@ class TrainConfig(Section):
     warmup_epochs: float = Field(0.0, ge=0)
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     channels_last: bool = False
+    progressive_resize: Optional[ProgressiveResizeConfig] = None
+    teacher_cache_views: int = Field(0, ge=0, le=64, description="fixed augmented views per training image whose teacher "
+                                     "logits are computed once (edgekd.engine.teacher_cache); 0: teachers run every step")
     grad_clip: Optional[float] = Field(None, gt=0)
     select: Literal["final", "ensemble"] = "final"
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from edgekd.errors import EdgekdError
@@ -32,20 +33,25 @@ def run(args: argparse.Namespace) -> int:
     from edgekd.config import load_recipe
     from edgekd.engine.distributed import init_distributed
     from edgekd.engine.run import train_and_evaluate
+    from edgekd.engine.timing import format_duration
     from edgekd.engine.trainer import resolve_device
 
     config = load_recipe(args.name, profile=args.profile, overrides=args.overrides)
     bundle = _bundle_dir(config, args)
     info = init_distributed(resolve_device(config.train.device).type)
     log = lambda m: print(m, flush=True) if info.is_main else None  # noqa: E731
+    start = time.perf_counter()
     try:
         run_dir = args.runs_dir / config.run_name
         train_and_evaluate(config, run_dir, runs_dir=args.runs_dir, resume=args.resume, overwrite=args.overwrite, info=info, log=log)
+        trained = time.perf_counter()
         if bundle is not None and info.is_main:
             from edgekd.export.exporter import export
 
             export(run_dir, config.export.format, log=log, **{**config.export.options(), "out": bundle,
                                                              "overwrite": args.overwrite or None})
+            log(f"exported in {format_duration(time.perf_counter() - trained)}")
+        log(f"{config.run_name}: done in {format_duration(time.perf_counter() - start)}")
     finally:
         if dist.is_initialized():
             dist.barrier()  # no rank may tear down the group while another still talks to it

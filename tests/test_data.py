@@ -6,6 +6,7 @@ from PIL import Image
 
 from edgekd.config import DataConfig
 from edgekd.data import build_data
+from edgekd.data.batch_augment import PaddedCropFlip
 from edgekd.data.shapes import CLASSES, ShapesDataset
 from edgekd.splits import stratified_split
 from edgekd.errors import EdgekdError
@@ -45,8 +46,10 @@ def test_build_data_carves_validation_and_transforms():
     data = build_data(cfg)
     assert (len(data.train), len(data.val), len(data.test)) == (240, 60, 50)
     assert not set(data.train.indices) & set(data.val.indices)
-    x, y = data.train[0]
-    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and isinstance(y, int)
+    x, y = data.train[0]  # uint8: the trainer augments whole batches (edgekd.data.batch_augment)
+    assert x.shape == (3, 32, 32) and x.dtype == torch.uint8 and isinstance(y, int)
+    batch = data.train_batch_augment(torch.stack([x, data.train[1][0]]), torch.Generator().manual_seed(0))
+    assert batch.shape == (2, 3, 32, 32) and batch.dtype == torch.float32
     # validation is not augmented: the same item twice is the same tensor
     assert torch.equal(data.val[0][0], data.val[0][0])
     fewer = build_data(DataConfig(name="shapes", train_size=300, test_size=50, val_size=0.2, train_fraction=0.5))
@@ -112,3 +115,33 @@ def test_missing_datasets_say_where_files_go(tmp_path):
         build_data(DataConfig(name="cifar100", root=str(tmp_path), download=False))
     with pytest.raises(EdgekdError, match="tiny-imagenet-200.zip"):
         build_data(DataConfig(name="tinyimagenet", root=str(tmp_path)))
+
+
+def crops_and_flips(image: torch.Tensor, padding: int) -> list[torch.Tensor]:
+    """Every crop of the zero-padded uint8 `image` at its own size, each also flipped."""
+    _, h, w = image.shape
+    padded = torch.nn.functional.pad(image, (padding,) * 4)
+    crops = [padded[:, dy:dy + h, dx:dx + w] for dy in range(2 * padding + 1) for dx in range(2 * padding + 1)]
+    return crops + [c.flip(-1) for c in crops]
+
+
+def test_batch_augmentation_draws_each_image_its_own_padded_crop_and_flip():
+    """The batched `cifar` preset: every output is a normalized crop of the black-padded image, flipped or
+    not, with offsets and flips drawn per image, reproducibly from the generator."""
+    mean, std = (0.5, 0.4, 0.3), (0.25, 0.2, 0.3)
+    augment = PaddedCropFlip(4, mean, std)
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    out = augment(images, torch.Generator().manual_seed(1))
+    again = augment(images, torch.Generator().manual_seed(1))
+    assert torch.equal(out, again) and out.dtype == torch.float32
+    m, s = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+    pixels = torch.round((out * s + m) * 255).to(torch.uint8)
+    choices = []
+    for image, got in zip(images, pixels):
+        candidates = crops_and_flips(image, 4)
+        matches = [i for i, c in enumerate(candidates) if torch.equal(c, got)]
+        assert matches, "an output is no padded crop (or its flip) of its image"
+        choices.append(matches[0])
+    assert len(set(choices)) > 32  # offsets and flips differ from image to image
+    flipped = sum(c >= 81 for c in choices)
+    assert 16 <= flipped <= 48  # about half are flipped

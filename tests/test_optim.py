@@ -1,5 +1,6 @@
 """Learning-rate schedules, checked at the epochs where they change."""
 import pytest
+import torch
 
 from edgekd.config import TrainConfig
 from edgekd.engine.optim import lr_factor
@@ -23,3 +24,14 @@ def test_warmup_is_linear_then_cosine_reaches_zero():
     assert lr_factor(100, steps, cfg) == pytest.approx(1.0)
     assert lr_factor(550, steps, cfg) == pytest.approx(0.5, abs=1e-2)
     assert lr_factor(999, steps, cfg) < 1e-3
+
+
+def test_progressive_resize_ramps_to_full_size_and_ends_there():
+    from edgekd.config import ProgressiveResizeConfig
+    from edgekd.engine.resize import epoch_size, resized
+
+    ramp = ProgressiveResizeConfig(initial_scale=0.5, finetune_fraction=0.25, size_multiple=4)
+    assert [epoch_size(e, 8, 32, ramp) for e in range(1, 9)] == [16, 20, 20, 24, 28, 28, 32, 32]
+    assert [epoch_size(e, 8, 32, None) for e in range(1, 9)] == [32] * 8
+    images = torch.rand(2, 3, 32, 32)
+    assert resized(images, 32) is images and resized(images, 20).shape == (2, 3, 20, 20)

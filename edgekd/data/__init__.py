@@ -6,13 +6,14 @@ and threshold selection use validation only, and the test split is only ever rep
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from edgekd.data import cifar, imagefolder, shapes, tinyimagenet  # noqa: F401  (register datasets)
 from edgekd.data.registry import DATASETS, RawSplits
 from edgekd.data.splits import TransformedSubset
 from edgekd.splits import fraction_of, stratified_split
-from edgekd.data.transforms import eval_transform, train_transform
+from edgekd.data.batch_augment import PADDING, PaddedCropFlip
+from edgekd.data.transforms import PRESETS, eval_transform, resolve_preset, train_transform, uint8_transform
 from edgekd.errors import EdgekdError
 
 
@@ -27,6 +28,8 @@ class DataSplits:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     image_size: int
+    # Where set, `train` yields uint8 images and this augments each batch (see edgekd.data.batch_augment).
+    train_batch_augment: Optional[Callable[..., Any]] = None
 
     @property
     def num_classes(self) -> int:
@@ -44,7 +47,11 @@ def build_data(cfg) -> DataSplits:  # noqa: ANN001 (edgekd.config.DataConfig)
     """Load the configured dataset and return its train / val / test splits, transformed."""
     raw: RawSplits = DATASETS.get(cfg.name)(cfg)
     size, mean, std = cfg.image_size, tuple(raw.mean), tuple(raw.std)
-    train_tf, eval_tf = train_transform(cfg.augment, size, mean, std), eval_transform(size, mean, std)
+    preset = resolve_preset(cfg.augment, size)
+    PRESETS.get(preset)  # an unknown preset fails here, with the known ones
+    batch_augment = PaddedCropFlip(PADDING[preset], mean, std) if preset in PADDING else None
+    train_tf = uint8_transform(size) if batch_augment else train_transform(preset, size, mean, std)
+    eval_tf = eval_transform(size, mean, std)
     if raw.val is not None:
         train_idx, val = list(range(len(raw.train))), TransformedSubset(raw.val, range(len(raw.val)), eval_tf)
     else:
@@ -61,6 +68,7 @@ def build_data(cfg) -> DataSplits:  # noqa: ANN001 (edgekd.config.DataConfig)
         mean=mean,  # type: ignore[arg-type]
         std=std,  # type: ignore[arg-type]
         image_size=size,
+        train_batch_augment=batch_augment,
     )
 
 

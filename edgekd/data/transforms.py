@@ -52,8 +52,18 @@ def no_augmentation(size: int, mean: Sequence[float], std: Sequence[float]) -> C
     return eval_transform(size, mean, std)
 
 
-def train_transform(preset: str, size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
-    """The training transform of `preset` ('auto' chooses by `size`)."""
+def resolve_preset(preset: str, size: int) -> str:
+    """`preset`, or for 'auto' the one for `size`."""
     if preset == "auto":
-        preset = "cifar" if size <= 32 else "tiny" if size <= 64 else "imagenet"
-    return PRESETS.get(preset)(size, mean, std)
+        return "cifar" if size <= 32 else "tiny" if size <= 64 else "imagenet"
+    return preset
+
+
+def train_transform(preset: str, size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
+    """The training transform of `preset` ('auto' chooses by `size`), image by image."""
+    return PRESETS.get(resolve_preset(preset, size))(size, mean, std)
+
+
+def uint8_transform(size: int) -> Callable:
+    """Resize and centre-crop to `size`, as a uint8 tensor: what batch augmentation starts from."""
+    return v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size), v2.ToImage(), v2.ToPureTensor()])

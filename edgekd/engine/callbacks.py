@@ -76,8 +76,9 @@ class MetricsLogger(Callback):
         if val:
             exits = " ".join(f"{a:.1f}" for a in val["top1"])
             val_text = f" | val top1 [{exits}] ens {val['ensemble_top1']:.1f}"
+        size = f" | {record['image_size']} px" if "image_size" in record else ""
         trainer.log(
-            f"epoch {record['epoch']}/{trainer.cfg.epochs} loss {record['loss']:.4f} ({terms}){val_text}"
+            f"epoch {record['epoch']}/{trainer.cfg.epochs}{size} loss {record['loss']:.4f} ({terms}){val_text}"
             f" | lr {record['lr']:.4g} | {record['images_per_s']:.0f} img/s | {record['time_s']:.1f}s"
         )
 

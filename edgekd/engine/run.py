@@ -19,6 +19,7 @@ from edgekd.engine.evaluate import evaluate
 from edgekd.engine.model_io import load_model, model_spec
 from edgekd.engine.rng import seed_everything
 from edgekd.engine.summary import exit_table
+from edgekd.engine.timing import format_duration
 from edgekd.engine.trainer import Trainer
 from edgekd.errors import EdgekdError
 from edgekd.methods import build_method
@@ -185,6 +186,7 @@ def train_and_evaluate(
                        "test": _evaluate_split(best_model, data.test, config, trainer.device, info, config.data.workers)}
     if info.is_main:
         (run_dir / RESULTS).write_text(json.dumps(results, indent=2))
-        log(f"\n{config.run_name}: best epoch {results['best']['epoch']} (selected on validation), last epoch {last_epoch}\n"
+        log(f"\n{config.run_name}: trained in {format_duration(trainer.fit_seconds)}; best epoch {results['best']['epoch']} "
+            f"(selected on validation), last epoch {last_epoch}\n"
             + exit_table(results) + f"\nresults: {run_dir / RESULTS}")
     return results

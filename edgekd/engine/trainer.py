@@ -24,6 +24,9 @@ from edgekd.engine.checkpoint import load_checkpoint
 from edgekd.engine.distributed import DistInfo, EpochSampler, all_reduce_sum, broadcast_buffers
 from edgekd.engine.evaluate import evaluate
 from edgekd.engine.optim import build_optimizer, build_scheduler
+from edgekd.engine.resize import epoch_size, resized
+from edgekd.engine.teacher_cache import IndexedDataset, TeacherLogitCache
+from edgekd.engine.timing import TIMED_STEPS, estimate_fit_seconds, format_duration
 from edgekd.engine.rng import rng_state, set_rng_state
 from edgekd.errors import EdgekdError
 from edgekd.methods import Method
@@ -68,16 +71,18 @@ class Trainer:
     def __init__(
         self, student: MultiExitNet, method: Method, teachers: list[MultiExitNet], data: DataSplits, cfg: Any, *,
         run_dir: Path, workers: int = 0, metadata: dict[str, Any] | None = None, info: DistInfo = DistInfo(),
-        callbacks: list[Callback] | None = None, log: Callable[[str], None] = print,
+        callbacks: list[Callback] | None = None, log: Callable[[str], None] = print, estimate: bool = True,
     ) -> None:
+        """`estimate`: time a few steps first and print how long training should take."""
         self.cfg, self.info, self.run_dir, self.metadata = cfg, info, Path(run_dir), metadata or {}
         self.device = resolve_device(cfg.device)
         self.log = log if info.is_main else (lambda message: None)
         self.student, self.method = student.to(self.device), method.to(self.device)
         self.teachers = [t.to(self.device).eval().requires_grad_(False) for t in teachers]
-        if cfg.channels_last:
-            for m in [self.student, *self.teachers]:
-                m.to(memory_format=torch.channels_last)
+        if cfg.channels_last:  # the student only: frozen teachers run inference faster in NCHW on CPU (measured)
+            self.student.to(memory_format=torch.channels_last)
+        self.image_size, self.num_classes = data.image_size, data.num_classes
+        self.image_channels = 3
         module = StudentAndMethod(self.student, self.method)
         self.train_module: nn.Module = module
         if info.enabled:
@@ -91,7 +96,11 @@ class Trainer:
         loader_kw = dict(num_workers=workers, pin_memory=self.device.type == "cuda", persistent_workers=False)
         # Worker seeds come from this generator, re-seeded per epoch, never from the global RNG.
         self.loader_generator = torch.Generator()
-        self.train_loader = DataLoader(data.train, cfg.batch_size, sampler=self.train_sampler, drop_last=True,
+        self.batch_augment, self.augment_generator = data.train_batch_augment, torch.Generator()
+        self.data, self.teacher_cache = data, None  # the cache is built when training starts (`fit`)
+        self._check_teacher_cache()
+        train_set = IndexedDataset(data.train) if cfg.teacher_cache_views and self.teachers else data.train
+        self.train_loader = DataLoader(train_set, cfg.batch_size, sampler=self.train_sampler, drop_last=True,
                                        generator=self.loader_generator, **loader_kw)
         self.val_loader = DataLoader(data.val, cfg.eval_batch_size, sampler=EpochSampler(len(data.val), shuffle=False, info=info), **loader_kw)
         self.steps_per_epoch = len(self.train_loader)
@@ -103,8 +112,30 @@ class Trainer:
             ProgressBar(), MetricsLogger(self.run_dir / "metrics.jsonl"), Checkpointer(self.run_dir / "checkpoints"),
         ]
         self.start_epoch, self.global_step = 1, 0
+        self.estimate, self.fit_seconds = estimate, 0.0
         self.best_score: float | None = None
         self.best_epoch: int | None = None
+
+    def _check_teacher_cache(self) -> None:
+        if not (self.cfg.teacher_cache_views and self.teachers):
+            return
+        fix = "set train.teacher_cache_views=0 to run the teachers on every batch"
+        if self.method.reads_teacher_features:
+            raise EdgekdError(f"train.teacher_cache_views: method '{type(self.method).__name__}' reads the teachers' "
+                              f"features, and only logits are cached; {fix}")
+        if self.batch_augment is None:
+            raise EdgekdError(f"train.teacher_cache_views needs the batched augmentation of the cifar or tiny preset "
+                              f"(data.augment); {fix}")
+        if self.cfg.progressive_resize is not None:
+            raise EdgekdError(f"train.teacher_cache_views caches full-size views, so it cannot go with "
+                              f"train.progressive_resize; drop one of them, or {fix}")
+
+    def _build_teacher_cache(self) -> None:
+        start, views = time.perf_counter(), self.cfg.teacher_cache_views
+        self.teacher_cache = TeacherLogitCache(self.teachers, self.data.train, self.batch_augment, views, seed=self.cfg.seed,
+                                               batch_size=self.cfg.eval_batch_size, device=self.device)
+        self.log(f"teacher logits of {views} view(s) of each of {len(self.data.train)} training images cached in "
+                 f"{format_duration(time.perf_counter() - start)}")
 
     # ------------------------------------------------------------------ state
 
@@ -155,20 +186,23 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         self.train_sampler.set_epoch(epoch)
         self.loader_generator.manual_seed(self.cfg.seed * 100_003 + epoch)
+        self.augment_generator.manual_seed((self.cfg.seed * 100_003 + epoch) * 1_009 + self.info.rank)
         self.train_module.train()
         self._apply_phase(epoch)
+        size = self.epoch_size(epoch)
         sums: dict[str, Tensor] = {}
         images_seen, start = 0, time.perf_counter()
-        for images, target in self.train_loader:
+        for images, target, *index in self.train_loader:
             images = images.to(self.device, non_blocking=True)
+            teacher_outs = None
+            if self.teacher_cache is not None:
+                images, teacher_outs = self.teacher_cache.batch(images, index[0], self.augment_generator)
+            elif self.batch_augment is not None:
+                images = self.batch_augment(images, self.augment_generator)
+            images = resized(images, size)
             target = target.to(self.device, non_blocking=True)
-            if self.cfg.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with self.autocast():
-                with torch.no_grad():
-                    teacher_outs = [teacher(images) for teacher in self.teachers]
-                terms = self.train_module(images, teacher_outs, target, epoch, self.global_step)
-                loss = sum(terms.values())
+            terms = self.loss_terms(self.train_module, images, target, epoch=epoch, step=self.global_step, teacher_outs=teacher_outs)
+            loss = sum(terms.values())
             loss_value = loss.item()
             if not math.isfinite(loss_value):
                 values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
@@ -195,8 +229,27 @@ class Trainer:
         all_reduce_sum(totals, self.info)
         totals /= self.info.world_size
         terms_mean = {k: round(float(v), 6) for k, v in zip(sums, totals)}
-        return {"loss_terms": terms_mean, "loss": round(sum(terms_mean.values()), 6),
-                "images_per_s": round(images_seen * self.info.world_size / elapsed, 2), "time_s": round(elapsed, 3)}
+        record = {"loss_terms": terms_mean, "loss": round(sum(terms_mean.values()), 6),
+                  "images_per_s": round(images_seen * self.info.world_size / elapsed, 2), "time_s": round(elapsed, 3)}
+        if size != self.image_size:
+            record["image_size"] = size
+        return record
+
+    def loss_terms(self, module: nn.Module, images: Tensor, target: Tensor, *, epoch: int, step: int,
+                   teacher_outs: list[ExitOutputs] | None = None) -> dict[str, Tensor]:
+        """One step's loss terms: the teachers' forward passes (no grad, NCHW) unless their outputs are
+        given, then `module` (the student and the method) on `images`, in channels_last where asked."""
+        with self.autocast():
+            if teacher_outs is None:
+                with torch.no_grad():
+                    teacher_outs = [teacher(images) for teacher in self.teachers]
+            if self.cfg.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            return module(images, teacher_outs, target, epoch, step)
+
+    def epoch_size(self, epoch: int) -> int:
+        """The side of the images `epoch` trains on (smaller in early epochs under `progressive_resize`)."""
+        return epoch_size(epoch, self.cfg.epochs, self.image_size, self.cfg.progressive_resize)
 
     def _apply_phase(self, epoch: int) -> None:
         """Freeze the trunks and heads the method does not train this epoch; their BatchNorm stays
@@ -213,6 +266,13 @@ class Trainer:
             self.resume(resume_from)
         self._call("on_fit_start")
         record: dict[str, Any] = {}
+        if self.cfg.teacher_cache_views and self.teachers and self.start_epoch <= self.cfg.epochs:
+            self._build_teacher_cache()
+        if self.start_epoch <= self.cfg.epochs and self.estimate:
+            left = self.cfg.epochs - self.start_epoch + 1
+            self.log(f"{left} epoch(s) of {self.steps_per_epoch} steps: about {format_duration(estimate_fit_seconds(self))} "
+                     f"on this machine (estimated from {TIMED_STEPS} timed steps)")
+        start = time.perf_counter()
         for epoch in range(self.start_epoch, self.cfg.epochs + 1):
             self._call("on_epoch_start", epoch)
             lr = self.optimizer.param_groups[0]["lr"]
@@ -221,4 +281,5 @@ class Trainer:
                                      info=self.info, channels_last=self.cfg.channels_last)
             self._call("on_epoch_end", record)
         self._call("on_fit_end")
+        self.fit_seconds = time.perf_counter() - start
         return record

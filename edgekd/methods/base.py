@@ -40,6 +40,9 @@ class Method(nn.Module):
     Params: ClassVar[type[BaseModel]] = NoParams
     min_teachers: ClassVar[int] = 0
     max_teachers: ClassVar[int | None] = 0
+    # False where `loss` reads only the teachers' logits, never their features: then the teachers'
+    # logits can be computed once on fixed views (train.teacher_cache_views).
+    reads_teacher_features: ClassVar[bool] = True
 
     def __init__(self, params: BaseModel, student: MultiExitNet, teachers: list[MultiExitNet]) -> None:
         super().__init__()

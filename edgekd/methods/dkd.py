@@ -30,6 +30,7 @@ class DKDParams(BaseModel):
 class DKD(Method):
     Params = DKDParams
     min_teachers, max_teachers = 1, 1
+    reads_teacher_features = False
 
     def loss(self, student_out: ExitOutputs, teacher_outs: list[ExitOutputs], target: Tensor, *, epoch: int, step: int) -> dict[str, Tensor]:
         p: DKDParams = self.params  # type: ignore[assignment]

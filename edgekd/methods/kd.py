@@ -28,6 +28,7 @@ class KDParams(BaseModel):
 class KD(Method):
     Params = KDParams
     min_teachers, max_teachers = 1, 1
+    reads_teacher_features = False
 
     def loss(self, student_out: ExitOutputs, teacher_outs: list[ExitOutputs], target: Tensor, *, epoch: int, step: int) -> dict[str, Tensor]:
         p: KDParams = self.params  # type: ignore[assignment]

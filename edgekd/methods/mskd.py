@@ -39,6 +39,7 @@ def phase_of(epoch: int, total_epochs: int, num_exits: int) -> int:
 class MSKD(Method):
     Params = MSKDParams
     min_teachers, max_teachers = 1, 1
+    reads_teacher_features = False
 
     def __init__(self, params: BaseModel, student: MultiExitNet, teachers: list[MultiExitNet]) -> None:
         super().__init__(params, student, teachers)

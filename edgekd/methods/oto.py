@@ -29,6 +29,7 @@ class OtOParams(BaseModel):
 class OtO(Method):
     Params = OtOParams
     min_teachers, max_teachers = 1, 1
+    reads_teacher_features = False
 
     def __init__(self, params: BaseModel, student: MultiExitNet, teachers: list[MultiExitNet]) -> None:
         super().__init__(params, student, teachers)
