@@ -149,7 +149,12 @@ def main() -> None:
             print(f"{batch:>5} {t_full:>8.3f} {t_chain:>24.3f} {t_chain / t_full:>6.3f}")
         return
     else:
-        shared_pool(args.threads)  # before any session: one pool for the whole process, as edgekd's commands run
+        pooled = shared_pool(args.threads)  # before any session: one pool for the whole process, as edgekd's commands run
+        probed = EarlyExitModel(args.bundle, threads=args.threads, shared_threads=True)
+        on = lambda chain: "on" if chain is not probed.chain else "off (NCHW segments)"  # noqa: E731
+        print(f"probes, onnxruntime {ort.__version__}: shared thread pool {'on' if pooled else 'off (pools of their own)'}; "
+              f"blocked hand-off {on(probed.blocked_chain(parallel_copy=False))}, "
+              f"with the parallel copy {on(probed.blocked_chain(parallel_copy=True))}")
         print(f"{'batch':>5} {'full ms':>8} " + " ".join(f"{'chained, ' + CHAINS[c]:>32} {'ratio':>6}" for c in args.chains))
         for batch in args.batches:
             x = rng.standard_normal((batch, *size)).astype(np.float32)

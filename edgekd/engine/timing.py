@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from edgekd.engine.trainer import Trainer
 
 TIMED_STEPS = 3
+WARMUP_STEPS = 2  # kernels and buffers are set up on the first steps
 EVAL_SHARE = 1 / 3  # a validation image costs about a third of a training image (forward only)
 
 
@@ -34,15 +35,17 @@ def format_duration(seconds: float) -> str:
 
 
 def step_seconds(trainer: "Trainer", size: int) -> float:
-    """Median seconds of one training step at `size` px, on a copy of the student and the method."""
-    module = copy.deepcopy(trainer.train_module)
+    """Median seconds of one training step at `size` px, on a copy of the student and the method with
+    the first epoch's parts frozen (a frozen backbone costs no backward pass)."""
+    trainer.apply_phase(trainer.start_epoch)
+    module = copy.deepcopy(trainer.plain_module)
     optimizer = build_optimizer(module.parameters(), trainer.cfg)
     batch = trainer.cfg.batch_size
     times = []
     with torch.random.fork_rng(devices=[]):
         images = torch.randn(batch, trainer.image_channels, size, size, device=trainer.device)
         target = torch.randint(0, trainer.num_classes, (batch,), device=trainer.device)
-        for i in range(TIMED_STEPS + 1):  # the first step warms up the kernels
+        for i in range(WARMUP_STEPS + TIMED_STEPS):
             start = time.perf_counter()
             cached = trainer.teacher_cache.stand_in(batch) if trainer.teacher_cache is not None else None
             loss = sum(trainer.loss_terms(module, images, target, epoch=trainer.start_epoch, step=0, teacher_outs=cached).values())
@@ -51,7 +54,7 @@ def step_seconds(trainer: "Trainer", size: int) -> float:
             optimizer.step()
             if trainer.device.type == "cuda":
                 torch.cuda.synchronize()
-            if i:
+            if i >= WARMUP_STEPS:
                 times.append(time.perf_counter() - start)
     return statistics.median(times)
 

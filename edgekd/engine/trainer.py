@@ -85,6 +85,7 @@ class Trainer:
         self.image_channels = 3
         module = StudentAndMethod(self.student, self.method)
         self.train_module: nn.Module = module
+        self.plain_module = module  # without the DDP wrapper: what the time estimate copies
         if info.enabled:
             ids = [self.device.index or info.local_rank] if self.device.type == "cuda" else None
             # A method that freezes parts in some epochs leaves them without gradients there.
@@ -188,7 +189,7 @@ class Trainer:
         self.loader_generator.manual_seed(self.cfg.seed * 100_003 + epoch)
         self.augment_generator.manual_seed((self.cfg.seed * 100_003 + epoch) * 1_009 + self.info.rank)
         self.train_module.train()
-        self._apply_phase(epoch)
+        self.apply_phase(epoch)
         size = self.epoch_size(epoch)
         sums: dict[str, Tensor] = {}
         images_seen, start = 0, time.perf_counter()
@@ -251,7 +252,7 @@ class Trainer:
         """The side of the images `epoch` trains on (smaller in early epochs under `progressive_resize`)."""
         return epoch_size(epoch, self.cfg.epochs, self.image_size, self.cfg.progressive_resize)
 
-    def _apply_phase(self, epoch: int) -> None:
+    def apply_phase(self, epoch: int) -> None:
         """Freeze the trunks and heads the method does not train this epoch; their BatchNorm stays
         in eval mode so its running statistics do not drift while the weights are frozen."""
         plan = self.method.trainable(epoch, self.cfg.epochs)
