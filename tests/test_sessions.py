@@ -1,6 +1,7 @@
 """The shared thread pool (edgekd.runtime.sessions) rests on onnxruntime internals: it is used where its
 probe passes, and where they are gone every session gets a pool of its own, with one debug line and the
-same predictions. The pool is process-wide, so each case runs in a process of its own."""
+same predictions. The pool is process-wide, so each case runs in a process of its own. (Some releases,
+onnxruntime 1.16 among them, have no such setter at all: there both cases take the fallback.)"""
 import subprocess
 import sys
 
@@ -18,8 +19,9 @@ import logging, sys
 import numpy as np
 logging.basicConfig(level=logging.DEBUG, format="LOG %(name)s %(levelname)s %(message)s")
 logging.getLogger("onnxruntime").setLevel(logging.WARNING)
-if sys.argv[1] == "internals-gone":
-    import onnxruntime.capi._pybind_state as internal
+import onnxruntime.capi._pybind_state as internal
+print("setter:", hasattr(internal, "set_global_thread_pool_sizes"))
+if sys.argv[1] == "internals-gone" and hasattr(internal, "set_global_thread_pool_sizes"):
     del internal.set_global_thread_pool_sizes
 from edgekd.runtime import EarlyExitModel
 from edgekd.runtime.sessions import shared_pool
@@ -38,7 +40,7 @@ def test_shared_threads_predict_alike_with_or_without_onnxruntime_internals(tmp_
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("LOG edgekd.runtime")]
     pool_lines = [line for line in lines if "thread pool" in line]
-    if case == "internals-gone":
+    if case == "internals-gone" or "setter: False" in done.stdout:  # gone on purpose, or onnxruntime has none (1.16)
         assert "shared pool: False" in done.stdout
         assert len(pool_lines) == 1 and "DEBUG" in pool_lines[0] and "set_global_thread_pool_sizes" in pool_lines[0]
     else:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import onnx
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -58,5 +59,19 @@ def quantize_graphs(folder: Path, specs: list[GraphSpec], images: np.ndarray, ou
             quantize_static(str(prepared), str(out_dir / spec.file), ArrayReader(spec.inputs[0], inputs[spec.inputs[0]]),
                             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8)
+            drop_unused_opsets(out_dir / spec.file)
             written.append(str((out_dir / spec.file).relative_to(folder)))
     return written
+
+
+def drop_unused_opsets(path: Path) -> None:
+    """Remove the opset imports of domains no node uses. The quantizer stamps `ai.onnx.ml` (opset 5 with
+    onnx 1.18+) on graphs without a single ai.onnx.ml node, and onnxruntime releases older than that
+    opset refuse to load such a graph, though they run every node in it."""
+    model = onnx.load(str(path))
+    used = {node.domain for node in model.graph.node} | {""}
+    kept = [o for o in model.opset_import if o.domain in used or o.domain == "ai.onnx"]
+    if len(kept) < len(model.opset_import):
+        del model.opset_import[:]
+        model.opset_import.extend(kept)
+        onnx.save(model, str(path))
