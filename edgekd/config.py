@@ -309,7 +309,8 @@ def resolve(raw: dict, *, profile: str | None = None, overrides: list[str] = (),
 
 
 def _validate_names(config: RecipeConfig) -> None:
-    """Registry names (dataset, models, heads, method and its parameters) fail here, before any work."""
+    """Registry names (dataset, models, heads, method and its parameters), and a teacher cache the method
+    cannot use, fail here, before any work."""
     from edgekd.data import DATASETS
     from edgekd.methods import build_params
     from edgekd.models import HEADS, MODELS
@@ -319,6 +320,16 @@ def _validate_names(config: RecipeConfig) -> None:
         MODELS.get(model.name)
         HEADS.get(model.head)
     build_params(config.method)
+    if config.teachers and config.train.teacher_cache_views:
+        from edgekd.data.batch_augment import PADDING
+        from edgekd.data.transforms import resolve_preset
+        from edgekd.engine.teacher_cache import cache_refusal
+        from edgekd.methods import METHODS
+
+        batched = resolve_preset(config.data.augment, config.data.image_size) in PADDING
+        refusal = cache_refusal(METHODS.get(config.method.name), batched, config.train.progressive_resize is not None)
+        if refusal:
+            raise EdgekdError(refusal)
     if config.export is not None:
         from edgekd.export.formats import check_request
 

@@ -72,3 +72,4 @@ def test_the_cache_refuses_what_it_cannot_serve(tmp_path, method, train, data, m
     path.write_text(yaml.safe_dump(recipe))
     result = run_cli("recipe", str(path), "--runs-dir", str(tmp_path / "runs"))
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "runs" / "teachers").exists()  # refused before any teacher trained

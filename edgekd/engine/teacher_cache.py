@@ -24,6 +24,20 @@ from edgekd.models import ExitOutputs, MultiExitNet
 MAX_CACHE_BYTES = 2 * 2**30
 
 
+def cache_refusal(method: type, batch_augmented: bool, progressive_resize: bool) -> str | None:
+    """Why `train.teacher_cache_views` cannot serve a run of `method` (a Method class), or None: the one
+    check, made when a recipe is validated (before any teacher trains) and by the trainer."""
+    fix = "set train.teacher_cache_views=0 to run the teachers on every batch"
+    if method.reads_teacher_features:
+        return f"train.teacher_cache_views: method '{method.__name__}' reads the teachers' features, and only logits are cached; {fix}"
+    if not batch_augmented:
+        return f"train.teacher_cache_views needs the batched augmentation of the cifar or tiny preset (data.augment); {fix}"
+    if progressive_resize:
+        return (f"train.teacher_cache_views caches full-size views, so it cannot go with train.progressive_resize; "
+                f"drop one of them, or {fix}")
+    return None
+
+
 class IndexedDataset:
     """(image, label, index) of `base`, so a batch knows which cached views it holds."""
 

@@ -25,7 +25,7 @@ from edgekd.engine.distributed import DistInfo, EpochSampler, all_reduce_sum, br
 from edgekd.engine.evaluate import evaluate
 from edgekd.engine.optim import build_optimizer, build_scheduler
 from edgekd.engine.resize import epoch_size, resized
-from edgekd.engine.teacher_cache import IndexedDataset, TeacherLogitCache
+from edgekd.engine.teacher_cache import IndexedDataset, TeacherLogitCache, cache_refusal
 from edgekd.engine.timing import TIMED_STEPS, estimate_fit_seconds, format_duration
 from edgekd.engine.rng import rng_state, set_rng_state
 from edgekd.errors import EdgekdError
@@ -99,8 +99,12 @@ class Trainer:
         self.loader_generator = torch.Generator()
         self.batch_augment, self.augment_generator = data.train_batch_augment, torch.Generator()
         self.data, self.teacher_cache = data, None  # the cache is built when training starts (`fit`)
-        self._check_teacher_cache()
-        train_set = IndexedDataset(data.train) if cfg.teacher_cache_views and self.teachers else data.train
+        self.caches_teacher_logits = bool(cfg.teacher_cache_views and self.teachers)
+        if self.caches_teacher_logits:
+            refusal = cache_refusal(type(method), self.batch_augment is not None, cfg.progressive_resize is not None)
+            if refusal:
+                raise EdgekdError(refusal)
+        train_set = IndexedDataset(data.train) if self.caches_teacher_logits else data.train
         self.train_loader = DataLoader(train_set, cfg.batch_size, sampler=self.train_sampler, drop_last=True,
                                        generator=self.loader_generator, **loader_kw)
         self.val_loader = DataLoader(data.val, cfg.eval_batch_size, sampler=EpochSampler(len(data.val), shuffle=False, info=info), **loader_kw)
@@ -116,20 +120,6 @@ class Trainer:
         self.estimate, self.fit_seconds = estimate, 0.0
         self.best_score: float | None = None
         self.best_epoch: int | None = None
-
-    def _check_teacher_cache(self) -> None:
-        if not (self.cfg.teacher_cache_views and self.teachers):
-            return
-        fix = "set train.teacher_cache_views=0 to run the teachers on every batch"
-        if self.method.reads_teacher_features:
-            raise EdgekdError(f"train.teacher_cache_views: method '{type(self.method).__name__}' reads the teachers' "
-                              f"features, and only logits are cached; {fix}")
-        if self.batch_augment is None:
-            raise EdgekdError(f"train.teacher_cache_views needs the batched augmentation of the cifar or tiny preset "
-                              f"(data.augment); {fix}")
-        if self.cfg.progressive_resize is not None:
-            raise EdgekdError(f"train.teacher_cache_views caches full-size views, so it cannot go with "
-                              f"train.progressive_resize; drop one of them, or {fix}")
 
     def _build_teacher_cache(self) -> None:
         start, views = time.perf_counter(), self.cfg.teacher_cache_views
@@ -267,7 +257,7 @@ class Trainer:
             self.resume(resume_from)
         self._call("on_fit_start")
         record: dict[str, Any] = {}
-        if self.cfg.teacher_cache_views and self.teachers and self.start_epoch <= self.cfg.epochs:
+        if self.caches_teacher_logits and self.start_epoch <= self.cfg.epochs:
             self._build_teacher_cache()
         if self.start_epoch <= self.cfg.epochs and self.estimate:
             left = self.cfg.epochs - self.start_epoch + 1
