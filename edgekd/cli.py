@@ -37,12 +37,42 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name in list_recipes():
             print(f"{name:<22} {_first_line(read_yaml(recipe_path(name)).get('description'))}")
         return 0
+    if args.kind == "models" and args.source:
+        return _list_library_models(args.source)
+    if args.source:
+        raise EdgekdError("--source applies to `edgekd list models`")
     registry = _registry(args.kind)
     for name in registry.names():
         entry = registry.get(name)
         # A class without its own docstring is described by its module's (one method per file).
         doc = entry.__dict__.get("__doc__") if isinstance(entry, type) else entry.__doc__
         print(f"{name:<16} {_first_line(doc or sys.modules[entry.__module__].__doc__)}")
+    if args.kind == "models":
+        _print_library_summary()
+    return 0
+
+
+def _print_library_summary() -> None:
+    """One line per model library: its prefix and how many classifiers it offers here."""
+    from edgekd.models.sources import LIBRARIES
+
+    print("\nFrom model libraries (name them with their prefix; `--source NAME` lists them):")
+    for prefix, library in LIBRARIES.items():
+        try:
+            count = f"{len(library.list_names())} models"
+        except EdgekdError as err:
+            count = str(err)
+        print(f"{prefix + '/<name>':<22} {count}, e.g. {prefix}/{library.EXAMPLE}")
+
+
+def _list_library_models(source: str) -> int:
+    from edgekd.models.sources import LIBRARIES
+    from edgekd.registry import unknown_name_message
+
+    if source not in LIBRARIES:
+        raise EdgekdError(unknown_name_message("model source", source, list(LIBRARIES)))
+    for name in LIBRARIES[source].list_names():
+        print(f"{source}/{name}")
     return 0
 
 
@@ -165,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.set_defaults(func=cmd_recipe)
     listing = sub.add_parser("list", help="list recipes, models, methods or datasets")
     listing.add_argument("kind", choices=["recipes", "models", "methods", "datasets"])
+    listing.add_argument("--source", help="models: list every model of a library (timm, torchvision)")
     listing.set_defaults(func=cmd_list)
     from edgekd.export.formats import FORMATS
 

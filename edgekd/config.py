@@ -18,7 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from edgekd.errors import EdgekdError
 from edgekd.registry import closest
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+def _shipped_recipes() -> Path:
+    """The recipes that come with edgekd: the package edgekd.recipes of an installed wheel, or the
+    top-level recipes/ folder of a source checkout (an editable install)."""
+    package = Path(__file__).resolve().parent
+    installed = package / "recipes"
+    return installed if installed.is_dir() else package.parent / "recipes"
+
+
+RECIPES_DIR = _shipped_recipes()
 
 
 class Section(BaseModel):
@@ -34,6 +43,7 @@ class DataConfig(Section):
     image_size: int = Field(32, ge=8, le=1024)
     val_size: float = Field(0.1, gt=0, description="fraction of train (< 1) or a number of images")
     train_fraction: float = Field(1.0, gt=0, le=1.0)
+    test_fraction: float = Field(1.0, gt=0, le=1.0, description="a stratified, seeded share of the test split (smoke runs)")
     train_size: int = Field(20000, ge=10, description="shapes only: number of training images")
     test_size: int = Field(4000, ge=10, description="shapes only: number of test images")
     augment: str = "auto"
@@ -42,13 +52,22 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    """A registered backbone as a multi-exit network."""
+    """A multi-exit network: an edgekd backbone (`resnet18`) or a timm / torchvision classifier
+    (`timm/convnext_atto`, `torchvision/resnet50`) with its pretrained weights (edgekd.models.sources)."""
 
     name: str
     exits: Union[Literal["all", "last"], list[int]] = "all"
     head: str = "bottleneck"
     width: float = Field(1.0, gt=0)
+    pretrained: bool = Field(False, description="timm/torchvision only: the library's default pretrained weights, downloaded by the library")
+    weights: Optional[str] = Field(None, description="timm/torchvision only: a state_dict file (.safetensors, .pth, .pt) or torchvision weights name (IMAGENET1K_V2)")
     init: Optional[str] = Field(None, description="edgekd checkpoint whose stages and final classifier initialise this model")
+
+    @model_validator(mode="after")
+    def _one_weight_source(self) -> "ModelConfig":
+        if self.pretrained and self.weights:
+            raise ValueError(f"give either pretrained: true or weights: {self.weights}, not both")
+        return self
 
 
 class ProgressiveResizeConfig(Section):
@@ -79,6 +98,9 @@ class TrainConfig(Section):
     progressive_resize: Optional[ProgressiveResizeConfig] = None
     teacher_cache_views: int = Field(0, ge=0, le=64, description="fixed augmented views per training image whose teacher "
                                      "logits are computed once (edgekd.engine.teacher_cache); 0: teachers run every step")
+    loggers: list[Literal["tensorboard", "mlflow"]] = Field(
+        default_factory=list, description="experiment loggers beside metrics.jsonl (always written): TensorBoard event "
+        "files in <run>/tensorboard, an MLflow file store in <run>/mlruns")
     grad_clip: Optional[float] = Field(None, gt=0)
     select: Literal["final", "ensemble"] = "final"
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -315,9 +337,14 @@ def _validate_names(config: RecipeConfig) -> None:
     from edgekd.methods import build_params
     from edgekd.models import HEADS, MODELS
 
+    from edgekd.models.sources import check_library_name, library_of
+
     DATASETS.get(config.data.name)
     for model in [config.student] + [t.model for t in config.teachers]:
-        MODELS.get(model.name)
+        if library_of(model.name) is None:
+            MODELS.get(model.name)
+        else:
+            check_library_name(model.name)
         HEADS.get(model.head)
     build_params(config.method)
     if config.teachers and config.train.teacher_cache_views:

@@ -7,6 +7,7 @@ Works under `torchrun --nproc_per_node N -m edgekd.recipe ...` for data-parallel
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
@@ -24,10 +25,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs go (default: runs/)")
     parser.add_argument("--export-dir", type=Path, default=Path("export"),
                         help="where a recipe's `export:` section writes its bundle (default: export/)")
+    parser.add_argument("--copy", action="store_true", help="write the recipe's YAML into the current folder to edit, "
+                        "instead of running it (--overwrite replaces an existing copy)")
+
+
+def copy_recipe(name: str, overwrite: bool) -> Path:
+    """Write recipe NAME (one shipped with edgekd or in ./recipes) to ./NAME.yaml, unchanged."""
+    from edgekd.config import recipe_path
+
+    source = recipe_path(name)
+    target = Path.cwd() / f"{source.stem}.yaml"
+    if target.exists() and not overwrite:
+        raise EdgekdError(f"{target} already exists; pass --overwrite to replace it")
+    if target.resolve() == source.resolve():
+        raise EdgekdError(f"{target} is the recipe itself; edit it in place")
+    tmp = target.with_suffix(".yaml.tmp")
+    tmp.write_text(source.read_text())
+    tmp.replace(target)
+    return target
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the recipe described by parsed arguments."""
+    """Run the recipe described by parsed arguments (or, with --copy, write it out to edit)."""
+    if args.copy:
+        target = copy_recipe(args.name, args.overwrite)
+        print(f"written: {target} (run it with: python -m edgekd.recipe {target.name})")
+        return 0
     import torch.distributed as dist
 
     from edgekd.config import load_recipe
@@ -40,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     bundle = _bundle_dir(config, args)
     info = init_distributed(resolve_device(config.train.device).type)
     log = lambda m: print(m, flush=True) if info.is_main else None  # noqa: E731
+    show_library_notices(info.is_main)
     start = time.perf_counter()
     try:
         run_dir = args.runs_dir / config.run_name
@@ -57,6 +81,17 @@ def run(args: argparse.Namespace) -> int:
             dist.barrier()  # no rank may tear down the group while another still talks to it
             dist.destroy_process_group()
     return 0
+
+
+def show_library_notices(is_main: bool) -> None:
+    """Print edgekd's own info lines (a replaced classifier, for one) on the main process, as the run log does."""
+    logger = logging.getLogger("edgekd")
+    if is_main and not any(getattr(h, "edgekd_notices", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.edgekd_notices = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def _bundle_dir(config, args: argparse.Namespace) -> Path | None:  # noqa: ANN001 (RecipeConfig)

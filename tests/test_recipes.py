@@ -1,10 +1,11 @@
 """Every recipe runs its smoke profile through the CLI; the CLI's list and doctor answer."""
 import json
+from pathlib import Path
 
 import pytest
 
 from conftest import run_cli
-from edgekd.config import list_recipes
+from edgekd.config import list_recipes, load_recipe
 
 
 @pytest.fixture(scope="module")
@@ -12,9 +13,27 @@ def runs_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("runs")  # shared so that teachers are trained once and reused
 
 
+def _own_image_settings(name: str, runs_dir, shared_cifar10) -> list[str]:
+    """Recipes for your own images run their smoke profile on the shared CIFAR-10 images; a teacher held as a
+    weight file takes the one the fine-tuning recipe's smoke run wrote (recipes run in name order)."""
+    config = load_recipe(name, profile="smoke")
+    if config.data.name != "imagefolder":
+        return []
+    settings = ["--set", f"data.root={shared_cifar10}"]
+    for i, teacher in enumerate(config.teachers):
+        if teacher.model.weights:
+            written = runs_dir / Path(teacher.model.weights).relative_to("runs")
+            settings += ["--set", f"teachers.{i}.model.weights={written}"]
+    return settings
+
+
 @pytest.mark.parametrize("name", list_recipes())
-def test_smoke_profile_runs(name, runs_dir):
-    result = run_cli("recipe", name, "--profile", "smoke", "--runs-dir", str(runs_dir), "--export-dir", str(runs_dir / "export"))
+def test_smoke_profile_runs(name, runs_dir, request):
+    settings = []
+    if load_recipe(name, profile="smoke").data.name == "imagefolder":
+        settings = _own_image_settings(name, runs_dir, request.getfixturevalue("shared_cifar10"))
+    result = run_cli("recipe", name, "--profile", "smoke", "--runs-dir", str(runs_dir), "--export-dir", str(runs_dir / "export"),
+                     *settings)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((runs_dir / f"{name}-smoke" / "results.json").read_text())
     assert all(0 <= a <= 100 for a in results["best"]["test"]["top1"])

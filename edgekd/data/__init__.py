@@ -8,13 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-from edgekd.data import cifar, imagefolder, shapes, tinyimagenet  # noqa: F401  (register datasets)
+from edgekd.data import cifar, csv_list, imagefolder, shapes, tinyimagenet  # noqa: F401  (register datasets)
 from edgekd.data.registry import DATASETS, RawSplits
 from edgekd.data.splits import TransformedSubset
 from edgekd.splits import fraction_of, stratified_split
 from edgekd.data.batch_augment import PADDING, PaddedCropFlip
 from edgekd.data.transforms import PRESETS, eval_transform, resolve_preset, train_transform, uint8_transform
 from edgekd.errors import EdgekdError
+from edgekd.models.preprocess import Preprocess, dataset_preprocess
 
 
 @dataclass
@@ -25,8 +26,7 @@ class DataSplits:
     val: Any
     test: Any
     classes: Sequence[str]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    preprocess: Preprocess
     image_size: int
     # Where set, `train` yields uint8 images and this augments each batch (see edgekd.data.batch_augment).
     train_batch_augment: Optional[Callable[..., Any]] = None
@@ -34,6 +34,14 @@ class DataSplits:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        return self.preprocess.mean
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        return self.preprocess.std
 
 
 def _val_count(val_size: float, n: int) -> int:
@@ -43,15 +51,17 @@ def _val_count(val_size: float, n: int) -> int:
     return count
 
 
-def build_data(cfg) -> DataSplits:  # noqa: ANN001 (edgekd.config.DataConfig)
-    """Load the configured dataset and return its train / val / test splits, transformed."""
+def build_data(cfg, preprocess: Optional[Preprocess] = None) -> DataSplits:  # noqa: ANN001 (edgekd.config.DataConfig)
+    """Load the configured dataset and return its train / val / test splits, transformed with `preprocess`
+    (a pretrained model's normalization, interpolation and crop), by default the dataset's own statistics."""
     raw: RawSplits = DATASETS.get(cfg.name)(cfg)
-    size, mean, std = cfg.image_size, tuple(raw.mean), tuple(raw.std)
+    size = cfg.image_size
+    pre = preprocess or dataset_preprocess(tuple(raw.mean), tuple(raw.std), size)
     preset = resolve_preset(cfg.augment, size)
     PRESETS.get(preset)  # an unknown preset fails here, with the known ones
-    batch_augment = PaddedCropFlip(PADDING[preset], mean, std) if preset in PADDING else None
-    train_tf = uint8_transform(size) if batch_augment else train_transform(preset, size, mean, std)
-    eval_tf = eval_transform(size, mean, std)
+    batch_augment = PaddedCropFlip(PADDING[preset], pre.mean, pre.std) if preset in PADDING else None
+    train_tf = uint8_transform(size, pre) if batch_augment else train_transform(preset, size, pre)
+    eval_tf = eval_transform(size, pre)
     if raw.val is not None:
         train_idx, val = list(range(len(raw.train))), TransformedSubset(raw.val, range(len(raw.val)), eval_tf)
     else:
@@ -60,13 +70,13 @@ def build_data(cfg) -> DataSplits:  # noqa: ANN001 (edgekd.config.DataConfig)
     if cfg.train_fraction < 1.0:
         kept = fraction_of([raw.train.targets[i] for i in train_idx], cfg.train_fraction, cfg.seed)
         train_idx = [train_idx[i] for i in kept]
+    test_idx = fraction_of(raw.test.targets, cfg.test_fraction, cfg.seed) if cfg.test_fraction < 1.0 else range(len(raw.test))
     return DataSplits(
         train=TransformedSubset(raw.train, train_idx, train_tf),
         val=val,
-        test=TransformedSubset(raw.test, range(len(raw.test)), eval_tf),
+        test=TransformedSubset(raw.test, test_idx, eval_tf),
         classes=list(raw.classes),
-        mean=mean,  # type: ignore[arg-type]
-        std=std,  # type: ignore[arg-type]
+        preprocess=pre,
         image_size=size,
         train_batch_augment=batch_augment,
     )

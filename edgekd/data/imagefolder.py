@@ -1,14 +1,15 @@
-"""`imagefolder`: any class-per-folder tree with `train/`, optional `val/`, and `test/` (jpg/png)."""
+"""`imagefolder`: any class-per-folder tree with `train/`, optional `val/`, and `test/`, holding images of
+every extension torchvision's ImageFolder reads (jpg, jpeg, png, ppm, bmp, pgm, tif, tiff, webp)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from edgekd.data.registry import DATASETS, RawSplits
 from edgekd.errors import EdgekdError
 
-EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 def class_folder(path: Path, split: str) -> ImageFolder:
@@ -16,9 +17,9 @@ def class_folder(path: Path, split: str) -> ImageFolder:
     if not path.is_dir():
         raise EdgekdError(f"imagefolder: missing '{split}/' folder at {path}. Expected <root>/{split}/<class>/<image>.jpg")
     try:
-        return ImageFolder(str(path), is_valid_file=lambda p: p.lower().endswith(EXTENSIONS))
+        return ImageFolder(str(path))  # every extension of IMG_EXTENSIONS, in any case
     except FileNotFoundError as err:
-        raise EdgekdError(f"imagefolder: {path} has no class folders with jpg/png images ({err})") from None
+        raise EdgekdError(f"imagefolder: {path} has no class folders with images ({', '.join(IMG_EXTENSIONS)}) ({err})") from None
 
 
 @DATASETS.register("imagefolder")

@@ -2,54 +2,65 @@
 
 - `cifar` (<= 32 px): random crop with 4 px padding + horizontal flip.
 - `tiny` (<= 64 px): random crop with 8 px padding + horizontal flip.
-- `imagenet` (larger): random resized crop + flip; evaluation resizes to 8/7 and centre-crops.
-- `none`: resize and normalize only (also what every preset does at evaluation time).
+- `imagenet` (larger): random resized crop + flip, the ImageNet training augmentation.
+- `none`: resize and normalize only.
+
+Evaluation is the same for every preset: resize the shorter side to `Preprocess.resize_for(size)` with
+the model's interpolation, centre-crop, normalize with the model's statistics (edgekd.models.preprocess).
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 
+from edgekd.models.preprocess import Preprocess
 from edgekd.registry import Registry
 
 PRESETS: Registry = Registry("augmentation preset")
 
 
-def _finish(mean: Sequence[float], std: Sequence[float]) -> list:
-    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+def interpolation_mode(pre: Preprocess) -> InterpolationMode:
+    return InterpolationMode(pre.interpolation)
 
 
-def eval_transform(size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
-    """Resize (shorter side), centre-crop to `size`, normalize: the same at every resolution."""
-    resize = size if size <= 64 else int(round(size * 8 / 7))
-    return v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(size), *_finish(mean, std)])
+def _finish(pre: Preprocess) -> list:
+    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(pre.mean, pre.std)]
 
 
-def _padded_crop_flip(size: int, padding: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
-    return v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size), v2.RandomCrop(size, padding=padding),
-                       v2.RandomHorizontalFlip(), *_finish(mean, std)])
+def _resize_crop(size: int, pre: Preprocess) -> list:
+    return [v2.Resize(pre.resize_for(size), interpolation=interpolation_mode(pre), antialias=True), v2.CenterCrop(size)]
+
+
+def eval_transform(size: int, pre: Preprocess) -> Callable:
+    """Resize (shorter side), centre-crop to `size`, normalize: what the runtime does on the device."""
+    return v2.Compose([*_resize_crop(size, pre), *_finish(pre)])
+
+
+def _padded_crop_flip(size: int, padding: int, pre: Preprocess) -> Callable:
+    return v2.Compose([*_resize_crop(size, pre), v2.RandomCrop(size, padding=padding), v2.RandomHorizontalFlip(), *_finish(pre)])
 
 
 @PRESETS.register("cifar")
-def cifar(size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
-    return _padded_crop_flip(size, 4, mean, std)
+def cifar(size: int, pre: Preprocess) -> Callable:
+    return _padded_crop_flip(size, 4, pre)
 
 
 @PRESETS.register("tiny")
-def tiny(size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
-    return _padded_crop_flip(size, 8, mean, std)
+def tiny(size: int, pre: Preprocess) -> Callable:
+    return _padded_crop_flip(size, 8, pre)
 
 
 @PRESETS.register("imagenet")
-def imagenet(size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
-    return v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip(), *_finish(mean, std)])
+def imagenet(size: int, pre: Preprocess) -> Callable:
+    return v2.Compose([v2.RandomResizedCrop(size, interpolation=interpolation_mode(pre), antialias=True),
+                       v2.RandomHorizontalFlip(), *_finish(pre)])
 
 
 @PRESETS.register("none")
-def no_augmentation(size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
-    return eval_transform(size, mean, std)
+def no_augmentation(size: int, pre: Preprocess) -> Callable:
+    return eval_transform(size, pre)
 
 
 def resolve_preset(preset: str, size: int) -> str:
@@ -59,11 +70,11 @@ def resolve_preset(preset: str, size: int) -> str:
     return preset
 
 
-def train_transform(preset: str, size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
+def train_transform(preset: str, size: int, pre: Preprocess) -> Callable:
     """The training transform of `preset` ('auto' chooses by `size`), image by image."""
-    return PRESETS.get(resolve_preset(preset, size))(size, mean, std)
+    return PRESETS.get(resolve_preset(preset, size))(size, pre)
 
 
-def uint8_transform(size: int) -> Callable:
+def uint8_transform(size: int, pre: Preprocess) -> Callable:
     """Resize and centre-crop to `size`, as a uint8 tensor: what batch augmentation starts from."""
-    return v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size), v2.ToImage(), v2.ToPureTensor()])
+    return v2.Compose([*_resize_crop(size, pre), v2.ToImage(), v2.ToPureTensor()])

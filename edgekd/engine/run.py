@@ -24,15 +24,29 @@ from edgekd.engine.trainer import Trainer
 from edgekd.errors import EdgekdError
 from edgekd.methods import build_method
 from edgekd.models import MultiExitNet, create_model
+from edgekd.models.sources import library_preprocess
 
 RESULTS = "results.json"
+LIBRARY_WEIGHTS = "weights.safetensors"  # a timm/torchvision model's best weights in the library's own names
+
+
+def write_library_weights(model: MultiExitNet, path: Path) -> None:
+    """The best weights of a timm/torchvision model as a plain state_dict the library loads directly (the
+    exit heads are not part of it): what `weights:` takes, e.g. as a later recipe's teacher."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_suffix(".tmp")
+    save_file(model.source_state_dict(), str(tmp))
+    tmp.replace(path)
 
 
 def _cache_dir(runs_dir: Path, model: ModelConfig, data: DataConfig, key: dict[str, Any]) -> Path:
     """`runs/teachers/<arch>-<dataset>-<hash of everything that shapes the weights>`."""
+    if model.weights and Path(model.weights).expanduser().is_file():
+        key = {**key, "weights": _file_identity(str(Path(model.weights).expanduser()))}
     key = {"model": model.model_dump(mode="json"), "data": data.model_dump(mode="json", exclude={"root", "workers"}), **key}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-    return runs_dir / "teachers" / f"{model.name}-{data.name}-{digest}"
+    return runs_dir / "teachers" / f"{model.name.replace('/', '-')}-{data.name}-{digest}"
 
 
 def _file_identity(path: str) -> dict[str, Any]:
@@ -65,14 +79,29 @@ def _train_teacher_with_ce(config: RecipeConfig, index: int, model: ModelConfig,
     return _train_cached(folder, recipe, data, runs_dir, info, log, what)
 
 
+def build_configured(model: ModelConfig, data: DataSplits, **changes: Any) -> MultiExitNet:
+    """The model a `model:` section describes, with its pretrained or file weights, for `data`."""
+    spec = {"exits": model.exits, "pretrained": model.pretrained, "weights": model.weights, **changes}
+    return create_model(model.name, num_classes=data.num_classes, head=model.head, image_size=data.image_size,
+                        width=model.width, **spec)
+
+
 def _prepare_teacher(config: RecipeConfig, index: int, data: DataSplits, runs_dir: Path, info: DistInfo,
                      log: Callable[[str], None]) -> MultiExitNet:
     teacher = config.teachers[index]
     what = f"teacher {index + 1} ({teacher.model.name})"
     expect = {"name": teacher.model.name, "num_classes": data.num_classes, "head": teacher.model.head, "width": teacher.model.width}
+    single = teacher.model.model_copy(update={"exits": "last"})
+    if (teacher.model.pretrained or teacher.model.weights) and not teacher.checkpoint:
+        built = build_configured(teacher.model, data)
+        if built.fresh_classifier:  # weights for other classes: fine-tune on this dataset first (cached)
+            log(f"{what}: its weights classify {built.fresh_classifier} classes; fine-tuning it on {config.data.name} with CE")
+        elif built.num_exits == 1:
+            return built
+        elif teacher.exit_heads == "frozen":
+            return _train_exit_heads(config, index, teacher.model, data, runs_dir, info, log, what, {})
     wanted = create_model(teacher.model.name, num_classes=data.num_classes, exits=teacher.model.exits,
                           head=teacher.model.head, image_size=data.image_size, width=teacher.model.width).exit_stages
-    single = teacher.model.model_copy(update={"exits": "last"})
     if teacher.checkpoint:
         model, _ = load_model(teacher.checkpoint, expect=expect)
         if model.exit_stages == wanted:
@@ -87,18 +116,43 @@ def _prepare_teacher(config: RecipeConfig, index: int, data: DataSplits, runs_di
     else:
         path = _train_teacher_with_ce(config, index, single, data, runs_dir, info, log, f"{what} backbone")
         backbone, identity = str(path), {"backbone": path.parent.parent.name}
-    heads_model = teacher.model.model_copy(update={"init": backbone})
-    recipe = RecipeConfig(name="teacher-exits", data=config.data, student=heads_model, method=MethodConfig(name="exit_heads"),
+    heads_model = teacher.model.model_copy(update={"init": backbone, "pretrained": False, "weights": None})
+    return _train_exit_heads(config, index, heads_model, data, runs_dir, info, log, what, identity)
+
+
+def _train_exit_heads(config: RecipeConfig, index: int, model: ModelConfig, data: DataSplits, runs_dir: Path, info: DistInfo,
+                      log: Callable[[str], None], what: str, identity: dict[str, Any]) -> MultiExitNet:
+    """Train teacher `index`'s exit heads on its frozen backbone (given by `model`'s init or weights); cached."""
+    teacher = config.teachers[index]
+    recipe = RecipeConfig(name="teacher-exits", data=config.data, student=model, method=MethodConfig(name="exit_heads"),
                           train=teacher.heads_train)
-    folder = _cache_dir(runs_dir, teacher.model, config.data, {"heads_train": teacher.heads_train.model_dump(mode="json"), **identity})
+    folder = _cache_dir(runs_dir, model, config.data, {"heads_train": teacher.heads_train.model_dump(mode="json"), **identity})
     path = _train_cached(folder, recipe, data, runs_dir, info, log, f"{what} exit heads on the frozen backbone")
+    expect = {"name": model.name, "num_classes": data.num_classes, "head": model.head, "width": model.width}
     return load_model(path, expect=expect)[0]
 
 
-def prepare_teachers(config: RecipeConfig, data: DataSplits, runs_dir: Path, info: DistInfo, log: Callable[[str], None]) -> list[MultiExitNet]:
-    """Each teacher from its checkpoint, from the teacher cache, or trained now and cached. A
-    teacher with early exits gets them as `exit_heads` says (see TeacherConfig)."""
-    return [_prepare_teacher(config, i, data, runs_dir, info, log) for i in range(len(config.teachers))]
+def prepare_teachers(config: RecipeConfig, student_data: DataSplits, runs_dir: Path, info: DistInfo,
+                     log: Callable[[str], None]) -> list[MultiExitNet]:
+    """Each teacher from its weights, its checkpoint, the teacher cache, or trained now and cached. A
+    teacher with early exits gets them as `exit_heads` says (see TeacherConfig). Each teacher trains on
+    images preprocessed as its own weights want, and takes the student's images converted to that."""
+    teachers = []
+    for i, teacher in enumerate(config.teachers):
+        data = splits_for(config.data, teacher.model, student_data)
+        net = _prepare_teacher(config, i, data, runs_dir, info, log)
+        net.preprocess = net.preprocess or data.preprocess
+        net.convert_inputs(student_data.preprocess)
+        teachers.append(net)
+    return teachers
+
+
+def splits_for(data_cfg: DataConfig, model: ModelConfig, default: DataSplits | None = None) -> DataSplits:
+    """The dataset preprocessed as `model`'s weights want (`default` when that is how it already is)."""
+    wanted = library_preprocess(model.name, model.weights)
+    if default is not None and (wanted is None or wanted == default.preprocess):
+        return default
+    return build_data(data_cfg, preprocess=wanted)
 
 
 def _prepare_run_dir(run_dir: Path, config: RecipeConfig, resume: bool, overwrite: bool, info: DistInfo) -> Path | None:
@@ -156,18 +210,19 @@ def train_and_evaluate(
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(dump_config(config))
     seed_everything(config.train.seed)
-    data = data or build_data(config.data)
+    s = config.student
+    data = data if data is not None and library_preprocess(s.name, s.weights) in (None, data.preprocess) else splits_for(config.data, s)
     teachers = prepare_teachers(config, data, runs_dir, info, log)
     seed_everything(config.train.seed)  # the student's init must not depend on whether teachers were cached
-    s = config.student
-    student = create_model(s.name, num_classes=data.num_classes, exits=s.exits, head=s.head, image_size=data.image_size, width=s.width)
+    student = build_configured(s, data)
     if s.init and resume_from is None:
         initialise_backbone(student, s.init)
     method = build_method(config.method, student, teachers)
     metadata = {
         "config": config.model_dump(mode="json"),
         "model_spec": model_spec(s, data.num_classes, data.image_size, student.exit_stages),
-        "data_meta": {"classes": list(data.classes), "mean": list(data.mean), "std": list(data.std), "image_size": data.image_size},
+        "data_meta": {"classes": list(data.classes), "mean": list(data.mean), "std": list(data.std), "image_size": data.image_size,
+                      "preprocess": data.preprocess.to_dict()},
     }
     trainer = Trainer(student, method, teachers, data, config.train, run_dir=run_dir, workers=config.data.workers,
                       metadata=metadata, info=info, log=log)
@@ -185,6 +240,8 @@ def train_and_evaluate(
     results["best"] = {"epoch": best_state["epoch"], "val": best_state["metrics"]["val"],
                        "test": _evaluate_split(best_model, data.test, config, trainer.device, info, config.data.workers)}
     if info.is_main:
+        if best_model.source_keys:
+            write_library_weights(best_model, run_dir / LIBRARY_WEIGHTS)
         (run_dir / RESULTS).write_text(json.dumps(results, indent=2))
         log(f"\n{config.run_name}: trained in {format_duration(trainer.fit_seconds)}; best epoch {results['best']['epoch']} "
             f"(selected on validation), last epoch {last_epoch}\n"

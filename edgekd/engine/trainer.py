@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from edgekd.data import DataSplits
 from edgekd.engine.callbacks import Callback, Checkpointer, MetricsLogger, ProgressBar
+from edgekd.engine.loggers import build_loggers
 from edgekd.engine.checkpoint import load_checkpoint
 from edgekd.engine.distributed import DistInfo, EpochSampler, all_reduce_sum, broadcast_buffers
 from edgekd.engine.evaluate import evaluate
@@ -115,6 +116,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
         self.callbacks = callbacks if callbacks is not None else [
             ProgressBar(), MetricsLogger(self.run_dir / "metrics.jsonl"), Checkpointer(self.run_dir / "checkpoints"),
+            *build_loggers(cfg.loggers, self.run_dir, self.metadata.get("config", {})),
         ]
         self.start_epoch, self.global_step = 1, 0
         self.estimate, self.fit_seconds = estimate, 0.0

@@ -23,6 +23,7 @@ from edgekd.export.onnx_graphs import export_graph, feature_shapes, graph_specs
 from edgekd.export.parity import check_onnx, check_parity, graph_input
 from edgekd.export.samples import write_samples
 from edgekd.models import MultiExitNet
+from edgekd.models.preprocess import Preprocess, dataset_preprocess
 
 INT8_DIR = "int8"
 
@@ -115,6 +116,7 @@ def _manifest(net: MultiExitNet, state: dict[str, Any], results: dict[str, Any],
               opts: dict[str, Any], parity: dict[str, Any]) -> dict[str, Any]:
     meta = state["data_meta"]
     size = meta["image_size"]
+    pre = Preprocess.from_dict(meta["preprocess"]) if "preprocess" in meta else dataset_preprocess(meta["mean"], meta["std"], size)
     shapes = feature_shapes(net)
     val_top1 = results["best"]["val"]["top1"]
     exits = [{**info.to_dict(), "segment": f"segment_{info.index}", "prefix": f"prefix_{info.index}",
@@ -128,8 +130,8 @@ def _manifest(net: MultiExitNet, state: dict[str, Any], results: dict[str, Any],
         "source": {"run": results["name"], "method": config.get("method", {}).get("name"), "model": state["model_spec"],
                    "checkpoint": "best", "epoch": state.get("epoch")},
         "input": {"name": "image", "shape": [3, size, size], "dtype": "float32", "layout": "NCHW"},
-        "preprocess": {"resize": size if size <= 64 else int(round(size * 8 / 7)), "crop": size, "interpolation": "bilinear",
-                       "scale": 1 / 255, "mean": meta["mean"], "std": meta["std"]},
+        "preprocess": {"resize": pre.resize_for(size), "crop": size, "interpolation": pre.interpolation,
+                       "scale": 1 / 255, "mean": list(pre.mean), "std": list(pre.std)},
         "classes": meta["classes"],
         "validation": {k: config.get("data", {}).get(k) for k in ("name", "val_size", "seed")},
         "exits": exits,

@@ -42,7 +42,7 @@ def add_int8(folder: Path, specs: list[GraphSpec], data: Any, calib_images: int,
     from edgekd.data.splits import TransformedSubset
     from edgekd.data.transforms import eval_transform
 
-    calib = TransformedSubset(data.train.base, data.train.indices, eval_transform(data.image_size, data.mean, data.std))
+    calib = TransformedSubset(data.train.base, data.train.indices, eval_transform(data.image_size, data.preprocess))
     order = np.random.default_rng(0).permutation(len(calib))[:calib_images].tolist()
     images, _ = _stack(calib, order)
     log(f"INT8: calibrating {len(images)} training images per graph (QDQ, per-channel)")

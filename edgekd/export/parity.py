@@ -19,7 +19,7 @@ from edgekd.export.onnx_graphs import GraphSpec
 from edgekd.models import MultiExitNet
 
 PARITY_BATCHES = (1, 2, 7)
-LOGIT_TOLERANCE = 1e-4
+LOGIT_TOLERANCE = 1e-4  # relative to the largest |logit| (at least 1): float32 reassociation in deep graphs
 
 
 def check_onnx(path: Path) -> None:
@@ -55,7 +55,7 @@ def check_parity(net: MultiExitNet, spec: GraphSpec, path: Path, seed: int = 123
     net.eval()
     session = cpu_session(path)
     generator = torch.Generator().manual_seed(seed)
-    worst_logits, worst_any, argmax_equal = 0.0, 0.0, True
+    worst_logits, worst_any, argmax_equal, scale = 0.0, 0.0, True, 1.0
     for batch in PARITY_BATCHES:
         x = graph_input(net, spec, batch, generator)
         expected = spec.module(x)
@@ -65,10 +65,12 @@ def check_parity(net: MultiExitNet, spec: GraphSpec, path: Path, seed: int = 123
             diff = float(np.max(np.abs(want.numpy() - have)))
             worst_any = max(worst_any, diff)
             if name.startswith("logits"):
-                worst_logits = max(worst_logits, diff)
+                worst_logits, scale = max(worst_logits, diff), max(scale, float(np.max(np.abs(want.numpy()))))
                 argmax_equal &= bool(np.array_equal(want.numpy().argmax(1), have.argmax(1)))
-    if worst_logits > LOGIT_TOLERANCE or not argmax_equal:
+    tolerance = LOGIT_TOLERANCE * scale
+    if worst_logits > tolerance or not argmax_equal:
         raise EdgekdError(f"{spec.name}: onnxruntime differs from PyTorch (max abs logit difference {worst_logits:.2e}, "
-                          f"tolerance {LOGIT_TOLERANCE:.0e}; same argmax: {argmax_equal})")
+                          f"tolerance {tolerance:.1e} = {LOGIT_TOLERANCE:.0e} x the largest |logit|, at least 1; "
+                          f"same argmax: {argmax_equal})")
     return {"batches": list(PARITY_BATCHES), "max_abs_logit_diff": worst_logits, "max_abs_diff": worst_any,
             "argmax_equal": argmax_equal}

@@ -35,7 +35,15 @@ def build_method(method_config, student: MultiExitNet, teachers: list[MultiExitN
     if n < lo or (hi is not None and n > hi):
         wanted = f"exactly {lo}" if lo == hi else f"at least {lo}" if hi is None else f"{lo} to {hi}"
         raise EdgekdError(f"method '{method_config.name}' needs {wanted} teacher(s) in 'teachers:', the recipe has {n}")
-    return cls(build_params(method_config), student, teachers)
+    params = build_params(method_config)
+    teacher_features, student_features = cls.features_read(params)
+    lacking = [f"teacher {i + 1}" for i, t in enumerate(teachers) if teacher_features and not t.stage_features]
+    lacking += ["the student"] if student_features and not student.stage_features else []
+    if lacking:
+        raise EdgekdError(f"method '{method_config.name}' reads stage features, but {' and '.join(lacking)} cannot be cut into "
+                          f"stages (a ViT or another model whose forward is more than its layers in sequence). Use a logit "
+                          f"method (kd, dkd, mskd, demkd with gamma: 0) or a CNN")
+    return cls(params, student, teachers)
 
 
 __all__ = ["METHODS", "Method", "build_method", "build_params"]

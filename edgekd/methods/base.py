@@ -43,6 +43,13 @@ class Method(nn.Module):
     # False where `loss` reads only the teachers' logits, never their features: then the teachers'
     # logits can be computed once on fixed views (train.teacher_cache_views).
     reads_teacher_features: ClassVar[bool] = True
+    # True where `loss` reads the student's stage features (a student without them is refused).
+    reads_student_features: ClassVar[bool] = False
+
+    @classmethod
+    def features_read(cls, params: BaseModel) -> tuple[bool, bool]:
+        """(teachers' features, student's features) that `loss` reads with these parameters."""
+        return cls.reads_teacher_features, cls.reads_student_features
 
     def __init__(self, params: BaseModel, student: MultiExitNet, teachers: list[MultiExitNet]) -> None:
         super().__init__()

@@ -56,16 +56,23 @@ def teacher_weights(teacher_logits: list[Tensor], target: Tensor, weighting: str
 class DEMKD(Method):
     Params = DEMKDParams
     min_teachers, max_teachers = 1, None
+    reads_student_features = True
+
+    @classmethod
+    def features_read(cls, params: BaseModel) -> tuple[bool, bool]:
+        """The feature term (gamma > 0) reads both sides' penultimate stage; without it DE-MKD is logits only."""
+        return (params.gamma > 0,) * 2  # type: ignore[attr-defined]
 
     def __init__(self, params: BaseModel, student: MultiExitNet, teachers: list[MultiExitNet]) -> None:
         super().__init__(params, student, teachers)
         p: DEMKDParams = params  # type: ignore[assignment]
-        num_stages = len(student.stage_modules)
-        if num_stages < 2:
-            raise EdgekdError("method 'demkd' reads the penultimate stage's features; the student has a single stage")
-        student_channels = stage_channels(student)[-2]
-        self.regressors = nn.ModuleList(
-            channel_adapter(student_channels, stage_channels(t)[-2], always=True) for t in teachers) if p.gamma > 0 else nn.ModuleList()
+        self.regressors = nn.ModuleList()
+        if p.gamma > 0:
+            if len(student.stage_modules) < 2:
+                raise EdgekdError("method 'demkd' reads the penultimate stage's features (gamma > 0); the student has a "
+                                  "single stage. Set method.gamma: 0 for the logit terms only")
+            student_channels = stage_channels(student)[-2]
+            self.regressors.extend(channel_adapter(student_channels, stage_channels(t)[-2], always=True) for t in teachers)
 
     def loss(self, student_out: ExitOutputs, teacher_outs: list[ExitOutputs], target: Tensor, *, epoch: int, step: int) -> dict[str, Tensor]:
         p: DEMKDParams = self.params  # type: ignore[assignment]

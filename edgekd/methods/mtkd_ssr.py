@@ -45,6 +45,7 @@ def channel_distillation(student_map: Tensor, teacher_map: Tensor) -> Tensor:
 class MTKDSSR(Method):
     Params = MTKDSSRParams
     min_teachers, max_teachers = 1, 1
+    reads_student_features = True
 
     def __init__(self, params: BaseModel, student: MultiExitNet, teachers: list[MultiExitNet]) -> None:
         super().__init__(params, student, teachers)

@@ -47,6 +47,7 @@ def skd_phase(epoch: int, total_epochs: int, num_exits: int) -> int:
 class StagewiseKD(Method):
     Params = SKDParams
     min_teachers, max_teachers = 1, 1
+    reads_student_features = True
 
     def __init__(self, params: BaseModel, student: MultiExitNet, teachers: list[MultiExitNet]) -> None:
         super().__init__(params, student, teachers)

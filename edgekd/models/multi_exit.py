@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from edgekd.models.backbone import Backbone
 from edgekd.models.flops import count_flops, count_params
 from edgekd.models.heads import HEADS
+from edgekd.models.preprocess import Preprocess
 
 
 class ExitOutputs(NamedTuple):
@@ -62,14 +63,35 @@ class Segment(nn.Module):
         return feature, self.head(feature)
 
 
+class InputConversion(nn.Module):
+    """x normalized with (mean_a, std_a) -> the same pixels normalized with (mean_b, std_b)."""
+
+    def __init__(self, given: Preprocess, wanted: Preprocess) -> None:
+        super().__init__()
+        std_a, mean_a = torch.tensor(given.std).view(1, 3, 1, 1), torch.tensor(given.mean).view(1, 3, 1, 1)
+        std_b, mean_b = torch.tensor(wanted.std).view(1, 3, 1, 1), torch.tensor(wanted.mean).view(1, 3, 1, 1)
+        self.register_buffer("scale", std_a / std_b, persistent=False)
+        self.register_buffer("shift", (mean_a - mean_b) / std_b, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale + self.shift
+
+
 class MultiExitNet(nn.Module):
     """Backbone stages with an exit after each stage listed in `exits` (1-based; the last stage
     is always an exit and uses the backbone's own classifier)."""
 
     def __init__(
-        self, backbone: Backbone, *, exits: list[int], head: str, num_classes: int, image_size: int
+        self, backbone: Backbone, *, exits: list[int], head: str, num_classes: int, image_size: int,
+        preprocess: Optional[Preprocess] = None, stage_features: bool = True,
     ) -> None:
         super().__init__()
+        # How the weights want their images (None: the dataset's statistics, for edgekd's own backbones);
+        # without stage features the model is one stage whose output is already its logits.
+        self.preprocess, self.stage_features = preprocess, stage_features
+        self.source_keys: dict[str, str] = {}
+        self.fresh_classifier = 0  # the loaded weights' class count where their classifier was replaced
+        self.input_conversion: Optional[InputConversion] = None
         num_stages = len(backbone.stages)
         if not exits or sorted(set(exits)) != list(exits) or exits[0] < 1 or exits[-1] != num_stages:
             raise ValueError(
@@ -101,11 +123,13 @@ class MultiExitNet(nn.Module):
         shapes = []
         for trunk in self.trunks:
             x = trunk(x)
-            shapes.append((x.shape[1], x.shape[-1]))
+            shapes.append((x.shape[1], x.shape[-1] if x.ndim == 4 else 1))
         self.train(was_training)
         return shapes
 
     def forward(self, x: Tensor) -> ExitOutputs:
+        if self.input_conversion is not None:
+            x = self.input_conversion(x)
         logits, features, stages = [], [], []
         for trunk, head in zip(self.trunks, self.heads):
             for stage in trunk:
@@ -129,6 +153,30 @@ class MultiExitNet(nn.Module):
         for target, source in zip(mine, theirs):
             target.load_state_dict(source.state_dict())
         self.heads[-1].load_state_dict(other.heads[-1].state_dict())
+
+    def map_source_keys(self, module: nn.Module) -> None:
+        """Remember which of this net's parameters are which of `module`'s (the library model it was cut
+        from, sharing every tensor), so that `source_state_dict` can give weights back in its names."""
+        names = {id(tensor): name for name, tensor in module.state_dict(keep_vars=True).items()}
+        self.source_keys = {key: names[id(tensor)] for key, tensor in self.state_dict(keep_vars=True).items()
+                            if id(tensor) in names}
+
+    def source_state_dict(self) -> dict[str, Tensor]:
+        """The weights of a library model in the library's own parameter names (exit heads left out):
+        what `timm.create_model(...).load_state_dict` or torchvision's models read."""
+        if not self.source_keys:
+            raise ValueError("this model was not built from a timm or torchvision model")
+        state = self.state_dict()
+        return {source: state[key].detach().clone().contiguous() for key, source in self.source_keys.items()}
+
+    def convert_inputs(self, given: Preprocess) -> None:
+        """Take images normalized as `given` says and renormalize them as this model's weights expect
+        (a teacher trained on other statistics than the student). A no-op when they agree."""
+        wanted = self.preprocess
+        if wanted is None or (tuple(wanted.mean), tuple(wanted.std)) == (tuple(given.mean), tuple(given.std)):
+            self.input_conversion = None
+        else:
+            self.input_conversion = InputConversion(given, wanted)
 
     def segments(self) -> list[Segment]:
         """Trunk k + head k for each exit, sharing weights with this net (for export)."""

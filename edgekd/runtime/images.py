@@ -17,6 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from edgekd.errors import BadInput
 
 ImageInput = Union[str, Path, Image.Image]
+PIL_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 MAX_PIXELS = 64_000_000  # refuse decompression bombs well before they exhaust memory
 
 
@@ -57,16 +58,35 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def resized_size(width: int, height: int, shorter: int) -> tuple[int, int]:
+    """(w, h) with the shorter side `shorter` and the longer one scaled and truncated, as torchvision's
+    Resize computes it (so the device sees the pixels the model was evaluated on)."""
+    if width <= height:
+        return shorter, int(shorter * height / width)
+    return int(shorter * width / height), shorter
+
+
+def centre_box(width: int, height: int, crop: int) -> tuple[int, int, int, int]:
+    """The centre crop's box as torchvision's CenterCrop rounds it."""
+    left, top = int(round((width - crop) / 2.0)), int(round((height - crop) / 2.0))
+    return left, top, left + crop, top + crop
+
+
 def preprocess(image: Image.Image, spec: dict[str, Any]) -> np.ndarray:
-    """(3, crop, crop) float32 as the manifest's `preprocess` section says."""
+    """(3, crop, crop) float32 as the manifest's `preprocess` section says: resize the shorter side with
+    its interpolation (on the 8-bit image, as torchvision and timm do with Pillow), centre-crop, normalize."""
     image = to_rgb(image)
     resize, crop = spec["resize"], spec["crop"]
-    w, h = image.size
-    scale = resize / min(w, h)
-    image = image.resize((max(crop, round(w * scale)), max(crop, round(h * scale))), Image.BILINEAR)
-    w, h = image.size
-    left, top = (w - crop) // 2, (h - crop) // 2
-    array = np.asarray(image.crop((left, top, left + crop, top + crop)), dtype=np.float32) * np.float32(spec["scale"])
+    interpolation = spec.get("interpolation", "bilinear")
+    if interpolation not in PIL_FILTERS:
+        raise BadInput(f"the bundle's preprocess asks for '{interpolation}' interpolation; this runtime knows "
+                       f"{', '.join(PIL_FILTERS)}. Export the bundle again")
+    size = resized_size(*image.size, resize)
+    if size != image.size:
+        image = image.resize(size, PIL_FILTERS[interpolation])
+    if min(image.size) < crop:
+        raise BadInput(f"resized to {image.size[0]}x{image.size[1]}, which is smaller than the {crop}px crop")
+    array = np.asarray(image.crop(centre_box(*image.size, crop)), dtype=np.float32) * np.float32(spec["scale"])
     array = (array - np.asarray(spec["mean"], np.float32)) / np.asarray(spec["std"], np.float32)
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
