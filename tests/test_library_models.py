@@ -124,3 +124,50 @@ def test_a_teacher_on_other_statistics_gets_its_inputs_converted():
         got = teacher(as_student).logits[-1]
     assert (got - expected).abs().max().item() < 1e-5
     assert "input_conversion.scale" not in teacher.state_dict()  # checkpoints stay the model's own
+
+
+@pytest.mark.parametrize("name", [m for m in __import__("edgekd.methods", fromlist=["METHODS"]).METHODS.names()])
+def test_a_timm_student_trains_with_every_method(name):
+    from edgekd.config import DataConfig, TrainConfig
+    from edgekd.data import build_data
+    from edgekd.engine.trainer import Trainer
+    from edgekd.methods import METHODS
+
+    torch.manual_seed(0)
+    data = build_data(DataConfig(name="shapes", image_size=32, train_size=32, test_size=16, val_size=16, workers=0))
+    cls = METHODS.get(name)
+    count = 0 if cls.max_teachers == 0 else 2 if cls.max_teachers is None else cls.min_teachers
+    paired = name in ("oto", "mtkd_ssr", "skd")  # stage-by-stage methods: a teacher of the same family
+    teachers = [create_model("timm/resnet18" if paired else "timm/regnetx_002", num_classes=10, image_size=32,
+                             exits=[2, 3, 4, 5] if name in ("oto", "mtkd_ssr") else "last") for _ in range(count)]
+    student = create_model("timm/resnet18", num_classes=10, image_size=32, exits=[2, 3, 4, 5])
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    method = build_method(MethodConfig(name=name), student, teachers)
+    cfg = TrainConfig(epochs=5 if name == "skd" else 1, batch_size=16, lr=0.01, schedule="constant", device="cpu")
+    Trainer(student, method, teachers, data, cfg, run_dir="unused", callbacks=[], log=lambda m: None).fit()
+    moved = [k for k, v in student.state_dict().items() if not k.endswith("num_batches_tracked") and not torch.equal(v, before[k])]
+    assert moved, f"{name}: no student weight changed"
+
+
+def test_oto_gives_a_pretrained_timm_teacher_its_exits_on_a_frozen_backbone(tmp_path):
+    from edgekd.config import DataConfig, ModelConfig, RecipeConfig, TeacherConfig, TrainConfig
+    from edgekd.engine.model_io import load_model
+    from edgekd.engine.run import train_and_evaluate
+
+    source = source_model("timm", "resnet18")
+    weights = write_weights(source, tmp_path / "teacher.safetensors")
+    quick = TrainConfig(epochs=1, batch_size=16, lr=0.01, schedule="constant")
+    config = RecipeConfig(
+        name="oto-timm", data=DataConfig(name="shapes", image_size=32, train_size=48, test_size=16, val_size=16, workers=0),
+        teachers=[TeacherConfig(model=ModelConfig(name="timm/resnet18", exits=[2, 3, 4, 5], weights=weights),
+                                exit_heads="frozen", heads_train=quick)],
+        student=ModelConfig(name="resnet18", width=0.125), method=MethodConfig(name="oto"), train=quick)
+    lines = []
+    train_and_evaluate(config, tmp_path / "runs" / "oto", runs_dir=tmp_path / "runs", log=lines.append)
+    assert any("exit heads on the frozen backbone" in line for line in lines)
+    assert not any("fine-tuning" in line for line in lines)  # its classifier already has the dataset's classes
+    heads_run = next((tmp_path / "runs" / "teachers").iterdir())
+    teacher, _ = load_model(heads_run / "checkpoints" / "best.pt")
+    assert teacher.num_exits == 4 and teacher.preprocess.mean == (0.485, 0.456, 0.406)
+    kept = teacher.source_state_dict()  # the backbone and classifier are the file's, untouched
+    assert all(torch.equal(kept[k], v) for k, v in source.state_dict().items() if not k.endswith("num_batches_tracked"))

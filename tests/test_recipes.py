@@ -52,6 +52,7 @@ def test_teachers_are_cached_across_recipes(runs_dir):
 def test_list_and_doctor():
     models = run_cli("list", "models")
     assert models.returncode == 0 and "resnet152" in models.stdout and "mobilenetv2" in models.stdout
+    assert "timm/<name>" in models.stdout and "torchvision/<name>" in models.stdout  # the model libraries, with counts
     for kind, expected in (("methods", "kd"), ("datasets", "shapes"), ("recipes", "kd_resnet18")):
         out = run_cli("list", kind)
         assert out.returncode == 0 and expected in out.stdout

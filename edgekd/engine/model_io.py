@@ -7,6 +7,7 @@ from typing import Any
 from edgekd.engine.checkpoint import load_checkpoint
 from edgekd.errors import EdgekdError
 from edgekd.models import MultiExitNet, create_model
+from edgekd.models.preprocess import Preprocess, dataset_preprocess
 
 
 def model_spec(model_cfg: Any, num_classes: int, image_size: int, exit_stages: list[int]) -> dict[str, Any]:
@@ -26,4 +27,8 @@ def load_model(path: str | Path, *, expect: dict[str, Any] | None = None) -> tup
             raise EdgekdError(f"{path} holds a model with {key}={spec.get(key)!r}, but the recipe asks for {wanted!r}")
     model = create_model(**spec)
     model.load_state_dict(state["model"])
+    meta = state.get("data_meta")
+    if model.preprocess is None and meta:  # an edgekd backbone wants the statistics it was trained on
+        model.preprocess = (Preprocess.from_dict(meta["preprocess"]) if "preprocess" in meta
+                            else dataset_preprocess(tuple(meta["mean"]), tuple(meta["std"]), meta["image_size"]))
     return model, state
