@@ -32,8 +32,22 @@ def write_samples(folder: Path, data: Any, *, max_images: int = 2000, examples: 
     files, entries = [VALIDATION_FILE], []
     for j in range(min(examples, len(pixels))):
         name = f"{EXAMPLES_DIR}/{j:02d}_{data.classes[labels[j]]}.png"
-        Image.fromarray(pixels[j].transpose(1, 2, 0)).save(folder / name)
+        _original(data.val, int(order[j]), pixels[j]).save(folder / name)
         files.append(name)
         entries.append({"file": name, "label": data.classes[labels[j]]})
     log(f"stored {len(pixels)} validation images ({VALIDATION_FILE}) and {len(entries)} examples")
     return files, {"validation_sample": {"file": VALIDATION_FILE, "images": len(pixels)}, "examples": entries}
+
+
+def _original(split: Any, index: int, processed: np.ndarray) -> Any:
+    """Validation image `index` as the dataset holds it, before resizing and cropping: an example is an
+    image a user would hand the runtime, which then preprocesses it as the manifest says (a crop of an
+    already-cropped image would zoom in twice). The processed pixels stand in where the split has no base."""
+    from PIL import Image
+
+    base, indices = getattr(split, "base", None), getattr(split, "indices", None)
+    if base is not None and indices is not None:
+        image = base[indices[index]][0]
+        if isinstance(image, Image.Image):
+            return image.convert("RGB")
+    return Image.fromarray(processed.transpose(1, 2, 0))
