@@ -70,7 +70,7 @@ def build_data(cfg, preprocess: Optional[Preprocess] = None) -> DataSplits:  # n
     if cfg.train_fraction < 1.0:
         kept = fraction_of([raw.train.targets[i] for i in train_idx], cfg.train_fraction, cfg.seed)
         train_idx = [train_idx[i] for i in kept]
-    test_idx = fraction_of(raw.test.targets, cfg.test_fraction, cfg.seed) if cfg.test_fraction < 1.0 else range(len(raw.test))
+    test_idx = fraction_of(raw.test.targets, cfg.test_fraction, cfg.seed)
     return DataSplits(
         train=TransformedSubset(raw.train, train_idx, train_tf),
         val=val,

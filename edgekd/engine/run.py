@@ -79,19 +79,24 @@ def _train_teacher_with_ce(config: RecipeConfig, index: int, model: ModelConfig,
     return _train_cached(folder, recipe, data, runs_dir, info, log, what)
 
 
-def build_configured(model: ModelConfig, data: DataSplits, **changes: Any) -> MultiExitNet:
+def build_configured(model: ModelConfig, data: DataSplits) -> MultiExitNet:
     """The model a `model:` section describes, with its pretrained or file weights, for `data`."""
-    spec = {"exits": model.exits, "pretrained": model.pretrained, "weights": model.weights, **changes}
-    return create_model(model.name, num_classes=data.num_classes, head=model.head, image_size=data.image_size,
-                        width=model.width, **spec)
+    return create_model(model.name, num_classes=data.num_classes, exits=model.exits, head=model.head,
+                        image_size=data.image_size, width=model.width, pretrained=model.pretrained, weights=model.weights)
+
+
+def _expected(model: ModelConfig, data: DataSplits) -> dict[str, Any]:
+    """The `model_spec` fields a checkpoint of `model` must have to serve as this run's teacher."""
+    return {"name": model.name, "num_classes": data.num_classes, "head": model.head, "width": model.width}
 
 
 def _prepare_teacher(config: RecipeConfig, index: int, data: DataSplits, runs_dir: Path, info: DistInfo,
                      log: Callable[[str], None]) -> MultiExitNet:
     teacher = config.teachers[index]
     what = f"teacher {index + 1} ({teacher.model.name})"
-    expect = {"name": teacher.model.name, "num_classes": data.num_classes, "head": teacher.model.head, "width": teacher.model.width}
+    expect = _expected(teacher.model, data)
     single = teacher.model.model_copy(update={"exits": "last"})
+    built = None
     if (teacher.model.pretrained or teacher.model.weights) and not teacher.checkpoint:
         built = build_configured(teacher.model, data)
         if built.fresh_classifier:  # weights for other classes: fine-tune on this dataset first (cached)
@@ -100,8 +105,9 @@ def _prepare_teacher(config: RecipeConfig, index: int, data: DataSplits, runs_di
             return built
         elif teacher.exit_heads == "frozen":
             return _train_exit_heads(config, index, teacher.model, data, runs_dir, info, log, what, {})
-    wanted = create_model(teacher.model.name, num_classes=data.num_classes, exits=teacher.model.exits,
-                          head=teacher.model.head, image_size=data.image_size, width=teacher.model.width).exit_stages
+    wanted = (built if built is not None else create_model(
+        teacher.model.name, num_classes=data.num_classes, exits=teacher.model.exits, head=teacher.model.head,
+        image_size=data.image_size, width=teacher.model.width)).exit_stages
     if teacher.checkpoint:
         model, _ = load_model(teacher.checkpoint, expect=expect)
         if model.exit_stages == wanted:
@@ -128,8 +134,7 @@ def _train_exit_heads(config: RecipeConfig, index: int, model: ModelConfig, data
                           train=teacher.heads_train)
     folder = _cache_dir(runs_dir, model, config.data, {"heads_train": teacher.heads_train.model_dump(mode="json"), **identity})
     path = _train_cached(folder, recipe, data, runs_dir, info, log, f"{what} exit heads on the frozen backbone")
-    expect = {"name": model.name, "num_classes": data.num_classes, "head": model.head, "width": model.width}
-    return load_model(path, expect=expect)[0]
+    return load_model(path, expect=_expected(model, data))[0]
 
 
 def prepare_teachers(config: RecipeConfig, student_data: DataSplits, runs_dir: Path, info: DistInfo,
@@ -140,8 +145,7 @@ def prepare_teachers(config: RecipeConfig, student_data: DataSplits, runs_dir: P
     teachers = []
     for i, teacher in enumerate(config.teachers):
         data = splits_for(config.data, teacher.model, student_data)
-        net = _prepare_teacher(config, i, data, runs_dir, info, log)
-        net.preprocess = net.preprocess or data.preprocess
+        net = _prepare_teacher(config, i, data, runs_dir, info, log)  # its preprocess: its weights' or its checkpoint's
         net.convert_inputs(student_data.preprocess)
         teachers.append(net)
     return teachers
@@ -211,7 +215,7 @@ def train_and_evaluate(
         (run_dir / "config.yaml").write_text(dump_config(config))
     seed_everything(config.train.seed)
     s = config.student
-    data = data if data is not None and library_preprocess(s.name, s.weights) in (None, data.preprocess) else splits_for(config.data, s)
+    data = splits_for(config.data, s, data)
     teachers = prepare_teachers(config, data, runs_dir, info, log)
     seed_everything(config.train.seed)  # the student's init must not depend on whether teachers were cached
     student = build_configured(s, data)

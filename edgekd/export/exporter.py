@@ -23,7 +23,6 @@ from edgekd.export.onnx_graphs import export_graph, feature_shapes, graph_specs
 from edgekd.export.parity import check_onnx, check_parity, graph_input
 from edgekd.export.samples import write_samples
 from edgekd.models import MultiExitNet
-from edgekd.models.preprocess import Preprocess, dataset_preprocess
 
 INT8_DIR = "int8"
 
@@ -116,7 +115,7 @@ def _manifest(net: MultiExitNet, state: dict[str, Any], results: dict[str, Any],
               opts: dict[str, Any], parity: dict[str, Any]) -> dict[str, Any]:
     meta = state["data_meta"]
     size = meta["image_size"]
-    pre = Preprocess.from_dict(meta["preprocess"]) if "preprocess" in meta else dataset_preprocess(meta["mean"], meta["std"], size)
+    pre = net.preprocess  # the weights' own, or for an edgekd backbone what it trained on (load_model)
     shapes = feature_shapes(net)
     val_top1 = results["best"]["val"]["top1"]
     exits = [{**info.to_dict(), "segment": f"segment_{info.index}", "prefix": f"prefix_{info.index}",

@@ -39,7 +39,7 @@ def library_preprocess(name: str, weights: Optional[str]) -> Optional[Preprocess
     if found is None:
         return None
     library, model = found
-    return library.preprocess_of(model, weights) if library is torchvision_models else library.preprocess_of(model)
+    return library.preprocess_of(model, weights)
 
 
 def build_library_model(name: str, *, num_classes: int, image_size: int, pretrained: bool,

@@ -40,8 +40,9 @@ def list_names() -> list[str]:
     return _timm().list_models()
 
 
-def preprocess_of(name: str) -> Preprocess:
-    """Mean, std, interpolation and crop fraction of the architecture's default pretrained weights."""
+def preprocess_of(name: str, weights: Optional[str] = None) -> Preprocess:
+    """Mean, std, interpolation and crop fraction of the architecture's default pretrained weights (a
+    weight file carries no config of its own, so `weights` does not change them)."""
     check_name(name)
     cfg = _timm().models.get_pretrained_cfg(name)
     if cfg is None:
