@@ -1,4 +1,4 @@
-"""Shared fixtures: where the shared CIFAR-10 images are, the runtime's tiny bundle, and a helper to run the CLI."""
+"""Shared fixtures: where the shared CIFAR-10 images are, the runtime's tiny bundle, and helpers to run the CLI."""
 from __future__ import annotations
 
 import importlib.util
@@ -20,6 +20,16 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300, module: str = "e
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env)
+
+
+def run_cli_here(capsys: pytest.CaptureFixture, *args: str) -> subprocess.CompletedProcess:
+    """`edgekd args...` in this process (no interpreter start, imports shared): its exit code and what it printed."""
+    from edgekd.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["edgekd", *args], code, out, err)
 
 
 @pytest.fixture(scope="session")

@@ -241,8 +241,9 @@ def train_and_evaluate(
                        "test": _evaluate_split(student, data.test, config, trainer.device, info, config.data.workers)}
     best_model, best_state = load_model(run_dir / "checkpoints" / "best.pt")
     best_model.to(trainer.device)
-    results["best"] = {"epoch": best_state["epoch"], "val": best_state["metrics"]["val"],
-                       "test": _evaluate_split(best_model, data.test, config, trainer.device, info, config.data.workers)}
+    best_test = results["last"]["test"] if best_state["epoch"] == last_epoch else \
+        _evaluate_split(best_model, data.test, config, trainer.device, info, config.data.workers)  # the same weights: measured once
+    results["best"] = {"epoch": best_state["epoch"], "val": best_state["metrics"]["val"], "test": best_test}
     if info.is_main:
         if best_model.source_keys:
             write_library_weights(best_model, run_dir / LIBRARY_WEIGHTS)
