@@ -8,8 +8,8 @@ def test_short_run_on_shared_cifar10_beats_chance(shared_cifar10, tmp_path):
     result = run_cli(
         "recipe", "ce_resnet18", "--profile", "smoke", "--runs-dir", str(tmp_path),
         "--set", "data.name=imagefolder", "--set", f"data.root={shared_cifar10}", "--set", "data.val_size=1000",
-        "--set", "data.train_fraction=0.4", "--set", "train.epochs=3", "--set", "train.lr=0.05",
-        "--set", "train.schedule=cosine", "--set", "student.width=0.25", "--set", "data.workers=1", timeout=600,
+        "--set", "data.train_fraction=0.25", "--set", "train.epochs=3", "--set", "train.lr=0.05",
+        "--set", "train.schedule=cosine", "--set", "student.width=0.25", "--set", "data.workers=0", timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "ce_resnet18-smoke" / "results.json").read_text())
