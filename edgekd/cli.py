@@ -1,5 +1,6 @@
 """The `edgekd` command. Subcommands import their heavy dependencies lazily, so the runtime-only
-install (numpy, onnx, onnxruntime, pillow) can use the ones that need nothing more."""
+install (numpy, onnx, pillow, and onnxruntime from the cpu or gpu extra) can use the ones that need
+nothing more."""
 from __future__ import annotations
 
 import argparse
@@ -8,8 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgekd.errors import EdgekdError
-
-TRAIN_EXTRA_HINT = "this command needs the training extra: pip install 'edgekd[train]'"
+from edgekd.install_hints import ONNXRUNTIME_MISSING, TRAIN_EXTRA_HINT
 
 
 def guarded(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -20,6 +20,9 @@ def guarded(command: Callable[[argparse.Namespace], int], args: argparse.Namespa
         print(f"error: {err}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as err:
+        if err.name == "onnxruntime":
+            print(f"error: {ONNXRUNTIME_MISSING}", file=sys.stderr)
+            return 2
         if err.name in ("torch", "torchvision", "yaml", "pydantic", "tqdm", "matplotlib", "onnx"):
             print(f"error: {err.name} is not installed; {TRAIN_EXTRA_HINT}", file=sys.stderr)
             return 2
@@ -98,7 +101,7 @@ def _registry(kind: str) -> Any:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from edgekd.doctor import report
 
-    print(report())
+    print(report(args.bundle))
     return 0
 
 
@@ -257,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, default=Path("reports"), help="where report.md and the PNG plots go (default: reports)")
     report.add_argument("--no-plots", action="store_true", help="write the markdown only")
     report.set_defaults(func=cmd_report)
-    doctor = sub.add_parser("doctor", help="versions, CUDA, TensorRT and onnxruntime providers")
+    doctor = sub.add_parser("doctor", help="versions, CUDA, TensorRT and onnxruntime providers, and install problems")
+    doctor.add_argument("--bundle", type=Path, help="also say which of this bundle's precisions run on this machine")
     doctor.set_defaults(func=cmd_doctor)
     return parser
 

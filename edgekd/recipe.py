@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from edgekd.errors import EdgekdError
+from edgekd.install_hints import require_onnxruntime
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,9 +96,14 @@ def show_library_notices(is_main: bool) -> None:
 
 
 def _bundle_dir(config, args: argparse.Namespace) -> Path | None:  # noqa: ANN001 (RecipeConfig)
-    """Where the recipe's bundle goes; refused before any training if a bundle is already there."""
+    """Where the recipe's bundle goes; refused before any training if a bundle is already there or if
+    onnxruntime, which checks the exported graphs, is missing."""
     if config.export is None:
         return None
+    try:
+        require_onnxruntime()
+    except ModuleNotFoundError as err:
+        raise EdgekdError(f"this recipe exports a bundle, and {err}") from None
     bundle = Path(config.export.out) if config.export.out else args.export_dir / config.run_name
     if bundle.exists() and any(bundle.iterdir()) and not args.overwrite:
         raise EdgekdError(f"{bundle} already holds a bundle; this recipe would export over it. Pass --overwrite to replace "

@@ -1,5 +1,7 @@
 """Every recipe runs its smoke profile through the CLI; the CLI's list and doctor answer."""
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,3 +71,12 @@ def test_user_mistakes_get_one_line_not_a_traceback(capsys):
     for args in (["recipe", "kd_resnet18", "--set", "train.epoch=3"], ["recipe", "kd_resnet18", "--profile", "fast"]):
         result = run_cli_here(capsys, *args)
         assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_a_recipe_that_exports_refuses_to_train_without_onnxruntime(tmp_path):
+    code = ("import sys; sys.modules['onnxruntime'] = None\n"  # any `import onnxruntime` now fails
+            f"from edgekd.cli import main; sys.exit(main(['recipe', 'oto_resnet18', '--profile', 'smoke', '--runs-dir', {str(tmp_path)!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: this recipe exports a bundle, and onnxruntime is not installed: pip install 'edgekd[cpu]'")
+    assert list(tmp_path.iterdir()) == []  # refused before any training
