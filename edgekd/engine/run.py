@@ -105,9 +105,9 @@ def _prepare_teacher(config: RecipeConfig, index: int, data: DataSplits, runs_di
             return built
         elif teacher.exit_heads == "frozen":
             return _train_exit_heads(config, index, teacher.model, data, runs_dir, info, log, what, {})
-    wanted = (built if built is not None else create_model(
-        teacher.model.name, num_classes=data.num_classes, exits=teacher.model.exits, head=teacher.model.head,
-        image_size=data.image_size, width=teacher.model.width)).exit_stages
+    if built is None:  # only its exit layout is needed here: built without downloading or reading weights
+        built = build_configured(teacher.model.model_copy(update={"pretrained": False, "weights": None}), data)
+    wanted = built.exit_stages
     if teacher.checkpoint:
         model, _ = load_model(teacher.checkpoint, expect=expect)
         if model.exit_stages == wanted:
