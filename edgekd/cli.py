@@ -23,7 +23,7 @@ def guarded(command: Callable[[argparse.Namespace], int], args: argparse.Namespa
         if err.name == "onnxruntime":
             print(f"error: {ONNXRUNTIME_MISSING}", file=sys.stderr)
             return 2
-        if err.name in ("torch", "torchvision", "yaml", "pydantic", "tqdm", "matplotlib", "onnx"):
+        if err.name in ("torch", "torchvision", "yaml", "tqdm", "matplotlib", "timm", "safetensors"):
             print(f"error: {err.name} is not installed; {TRAIN_EXTRA_HINT}", file=sys.stderr)
             return 2
         raise
@@ -123,7 +123,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from edgekd.export.formats import check_request
 
     options = {"out": args.out, "opset": args.opset, "overwrite": args.overwrite or None, "fp16": args.fp16,
-               "int8": args.int8 or None, "calib_images": args.calib_images}
+               "int8": args.int8 or None, "calib_images": args.calib_images, "int8_scheme": args.int8_scheme,
+               "max_int8_drop": args.max_int8_drop}
     check_request(args.format, options)  # before importing torch: a typo fails at once
     from edgekd.export.exporter import export
 
@@ -136,7 +137,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from edgekd.runtime import EarlyExitModel
 
-    model = EarlyExitModel(args.bundle, providers=args.providers, threads=args.threads, precision=args.precision, shared_threads=True)
+    model = EarlyExitModel(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads,
+                           provider_options=_provider_options(args.provider_option), shared_threads=True)
     result = model.predict([str(p) for p in args.images], mode=args.mode, exit=args.exit)
     if args.json:
         print(json.dumps({"predictions": [{"image": str(p), **r} for p, r in zip(args.images, result.to_records())],
@@ -161,10 +163,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from edgekd.runtime.bench import run_bench, save, summary_lines
 
-    report = run_bench(args.bundle, args.data, repeats=args.repeats, batch=args.batch, precision=args.precision,
-                       providers=args.providers, threads=args.threads, limit=args.limit, passes=args.passes)
+    report = run_bench(args.bundle, args.data, repeats=args.repeats, batch=args.batch, backend=args.backend,
+                       precision=args.precision, provider_options=_provider_options(args.provider_option), threads=args.threads,
+                       limit=args.limit, passes=args.passes)
     print("\n".join(summary_lines(report)))
-    out = args.out or Path("reports") / f"bench-{Path(args.bundle).resolve().name}-{args.precision}"
+    out = args.out or Path("reports") / f"bench-{Path(args.bundle).resolve().name}-{report['backend']}-{report['precision']}"
     print("written: " + ", ".join(str(p) for p in save(report, out)))
     return 0
 
@@ -179,11 +182,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _provider_options(pairs: list[str] | None) -> dict[str, str]:
+    """KEY=VALUE strings -> the provider options dict (onnxruntime takes string values)."""
+    options = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise EdgekdError(f"--provider-option takes KEY=VALUE (e.g. device_id=0), got '{pair}'")
+        options[key] = value
+    return options
+
+
 def _runtime_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--providers", nargs="+", help="onnxruntime providers: cpu (default), cuda, tensorrt")
+    parser.add_argument("--backend", default="cpu",
+                        help="what runs the graphs: onnxruntime's cpu (default), cuda or tensorrt provider, or the native "
+                             "tensorrt-engines built on this device (edgekd.runtime.backends)")
+    parser.add_argument("--precision", help="the bundle's graphs to run: fp32 (default), fp16, int8, int8-u8s8 (each needs "
+                        "the export that writes it); the engines run in the precision they were built with")
+    parser.add_argument("--provider-option", action="append", metavar="KEY=VALUE",
+                        help="an onnxruntime provider option for the backend's provider, e.g. device_id=1 (repeatable)")
     parser.add_argument("--threads", type=int, help="intra-op threads per session (default: all cores)")
-    parser.add_argument("--precision", choices=["fp32", "int8", "tensorrt"], default="fp32",
-                        help="graphs to run: FP32 or INT8 ONNX (int8 needs an onnx-int8 bundle), or the TensorRT engines built on this device")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     exporter.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=None, help="tensorrt: FP16 engines (default on)")
     exporter.add_argument("--int8", action="store_true", help="tensorrt: INT8 engines, calibrated on the bundle's calibration images")
     exporter.add_argument("--calib-images", type=int, help="onnx-int8/tensorrt: training images used for calibration (default 256)")
+    exporter.add_argument("--int8-scheme", choices=["symmetric", "u8s8"],
+                          help="onnx-int8: symmetric int8 Q/DQ (default; what TensorRT reads) or u8s8 (onnxruntime CPU only)")
+    exporter.add_argument("--max-int8-drop", type=float, metavar="POINTS",
+                          help="onnx-int8: keep the most sensitive nodes in FP32 until no exit loses more than POINTS of "
+                               "validation top-1; refuse the bundle if that is not enough")
     exporter.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     exporter.set_defaults(func=cmd_export)
     predict = sub.add_parser("predict", help="classify images with a bundle (early exits)")

@@ -144,6 +144,8 @@ class ExportConfig(Section):
     out: Optional[str] = Field(None, description="bundle folder (default: <--export-dir>/<run name>)")
     opset: Optional[int] = None
     calib_images: Optional[int] = None
+    int8_scheme: Optional[str] = None
+    max_int8_drop: Optional[float] = None
     fp16: Optional[bool] = None
     int8: Optional[bool] = None
 

@@ -78,22 +78,30 @@ def tensorrt_findings(version: str | None, system_dirs: Iterable[Path]) -> list[
     return []
 
 
+BACKEND_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+
+
 def bundle_findings(bundle: Path, providers: Sequence[str], tensorrt_version: str | None) -> list[str]:
-    """Each precision the bundle holds, and whether this machine can run it."""
-    from edgekd.export.bundle import read_manifest
+    """Each precision the bundle holds, on each backend: whether this machine can run it."""
+    from edgekd.bundle import read_manifest
 
     manifest = read_manifest(bundle, verify=False)
     lines = []
-    for precision in ("fp32", "int8", "tensorrt"):
-        if precision == "int8" and "int8" not in manifest or precision == "tensorrt" and "tensorrt" not in manifest:
-            continue
+    for precision in manifest.precision_names:
+        runs = [b for b, provider in BACKEND_PROVIDERS.items() if provider in providers]
         if not providers:
-            missing = "onnxruntime (see above)"
-        elif precision == "tensorrt" and tensorrt_version is None:
-            missing = "the tensorrt Python package: pip install 'edgekd[tensorrt]', or JetPack's (venv --system-site-packages)"
+            verdict = "cannot run here: needs onnxruntime (see above)"
         else:
-            missing = ""
-        lines.append(f"bundle {precision:<6} " + (f"cannot run here: needs {missing}" if missing else "runs here"))
+            verdict = f"runs here on backend {', '.join(runs)}"
+        lines.append(f"bundle {precision:<9} {verdict}")
+    if manifest.tensorrt is not None:
+        engines = f"TensorRT {manifest.tensorrt.version} engines ({manifest.tensorrt.precision})"
+        if tensorrt_version is None:
+            lines.append(f"bundle engines   {engines} cannot run here: needs the tensorrt Python package: pip install "
+                         f"'edgekd[tensorrt]', or JetPack's (venv --system-site-packages)")
+        else:
+            lines.append(f"bundle engines   {engines} run on backend tensorrt-engines where TensorRT {manifest.tensorrt.version} "
+                         f"and the GPU that built them are (TensorRT here: {tensorrt_version})")
     return lines
 
 

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from edgekd.bundle import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR10 = ROOT.parent / "shared" / "data" / "cifar10"
@@ -40,11 +43,16 @@ def shared_cifar10() -> Path:
 
 
 
+def _current(manifest: Path) -> bool:
+    """The fixture bundle exists and was written in this edgekd's bundle schema (else it is built again)."""
+    return manifest.is_file() and json.loads(manifest.read_text()).get("schema_version") == SCHEMA_VERSION
+
+
 @pytest.fixture(scope="session")
 def runtime_fixture() -> Path:
     """The tiny trained bundle the runtime and demo tests read (see tests/runtime_fixture.py): built
     here once where torch is installed, only read where it is not."""
-    if not (TINY_BUNDLE / "manifest.json").is_file():
+    if not _current(TINY_BUNDLE / "manifest.json"):
         if importlib.util.find_spec("torch") is None:
             pytest.fail(f"the runtime test bundle {TINY_BUNDLE} is missing and torch is not installed to build it: "
                         f"run `python tests/runtime_fixture.py` where the training extra is installed")

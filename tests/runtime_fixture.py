@@ -43,7 +43,7 @@ def build() -> None:
         run_dir = Path(runs) / "tiny"
         train_and_evaluate(resolve(RECIPE), run_dir, runs_dir=Path(runs), log=lambda message: None)
         write_images()
-        export(run_dir, "onnx-int8", out=BUNDLE, overwrite=True, calib_images=64, log=lambda message: None)
+        export(run_dir, "onnx-fp16,onnx-int8", out=BUNDLE, overwrite=True, calib_images=64, log=lambda message: None)
 
 
 if __name__ == "__main__":

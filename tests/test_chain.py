@@ -8,7 +8,7 @@ import pytest
 from conftest import SHAPES_IMAGES, TINY_BUNDLE
 import edgekd.runtime.chain as chain
 from edgekd.runtime import EarlyExitModel
-from edgekd.runtime.calibration import load_split
+from edgekd.runtime.evaluation import load_split
 from edgekd.runtime.chain import ChainedSession
 
 pytestmark = pytest.mark.usefixtures("runtime_fixture")

@@ -8,7 +8,7 @@ from edgekd.config import DataConfig
 from edgekd.data import build_data
 from edgekd.data.batch_augment import PaddedCropFlip
 from edgekd.data.shapes import CLASSES, ShapesDataset
-from edgekd.splits import stratified_split
+from edgekd.bundle.splits import stratified_split
 from edgekd.errors import EdgekdError
 
 

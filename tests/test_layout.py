@@ -16,10 +16,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conftest import SHAPES_IMAGES, TINY_BUNDLE
 from edgekd.runtime import EarlyExitModel
-from edgekd.runtime.calibration import load_split
-from edgekd.runtime import model as model_module
+from edgekd.runtime.evaluation import load_split
+from edgekd.runtime import layout as layout_module
 from edgekd.runtime.layout import blocked_handoff
-from edgekd.runtime.model import PARALLEL_COPY_BYTES
+from edgekd.runtime.backends.onnxruntime_cpu import PARALLEL_COPY_BYTES
 from edgekd.runtime.sessions import make_session, session_options
 
 pytestmark = pytest.mark.usefixtures("runtime_fixture")
@@ -96,8 +96,8 @@ def test_a_residual_sum_handed_on_blocked_keeps_its_exact_values(tmp_path, relu)
 
 def test_each_batch_size_leaves_at_the_same_exits_as_on_nchw_segments(images):
     model, nchw = EarlyExitModel(TINY_BUNDLE), EarlyExitModel(TINY_BUNDLE, blocked_handoff=False)
-    serial, parallel = model.blocked_chain(parallel_copy=False), model.blocked_chain(parallel_copy=True)
-    image_bytes = max(4 * int(np.prod(e["feature_shape"])) for e in model.manifest["exits"][:-1])
+    serial, parallel = model.backend.blocked_chain(parallel_copy=False), model.backend.blocked_chain(parallel_copy=True)
+    image_bytes = max(4 * int(np.prod(e.feature_shape)) for e in model.manifest.exits[:-1])
     largest_serial = (PARALLEL_COPY_BYTES - 1) // image_bytes  # the most images whose maps stay under the switch
     assert 1 <= largest_serial < len(images)
     assert model.chain_for(1) is model.chain_for(largest_serial) is serial and model.chain_for(largest_serial + 1) is parallel
@@ -138,13 +138,13 @@ def test_a_blocked_chain_the_probe_rejects_leaves_the_nchw_chain_in_its_place(mo
     """Where onnxruntime's internal rewrite changes (a release that computes other numbers, or refuses the
     rewritten graphs), the model runs the exported graphs instead, says so once at debug level, and
     predicts what the NCHW chain predicts."""
-    real = model_module.blocked_handoff
+    real = layout_module.blocked_handoff
     if broken == "wrong-numbers":
         if real(segment_paths(), lambda: session_options(1)) is None:
             pytest.skip("nothing is handed on blocked on this CPU (x86 only), so there is no blocked chain to break")
-        monkeypatch.setattr(model_module, "blocked_handoff", lambda *a, **k: perturbed(real(*a, **k)))
+        monkeypatch.setattr(layout_module, "blocked_handoff", lambda *a, **k: perturbed(real(*a, **k)))
     else:
-        monkeypatch.setattr(model_module, "blocked_handoff", changed_rewrite)
+        monkeypatch.setattr(layout_module, "blocked_handoff", changed_rewrite)
     model, nchw = EarlyExitModel(TINY_BUNDLE), EarlyExitModel(TINY_BUNDLE, blocked_handoff=False)
     with caplog.at_level(logging.DEBUG, logger="edgekd.runtime"):
         assert model.chain_for(1) is model.chain

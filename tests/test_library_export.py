@@ -8,7 +8,7 @@ pytest.importorskip("timm", reason="timm models need the train extra (timm)")
 
 from edgekd.config import DataConfig, MethodConfig, ModelConfig, RecipeConfig, TrainConfig  # noqa: E402
 from edgekd.engine.run import train_and_evaluate  # noqa: E402
-from edgekd.export.bundle import read_manifest  # noqa: E402
+from edgekd.bundle import names, read_manifest  # noqa: E402
 from edgekd.export.exporter import export  # noqa: E402
 from edgekd.export.tensorrt_ops import unsupported_ops  # noqa: E402
 from edgekd.runtime import EarlyExitModel  # noqa: E402
@@ -28,13 +28,13 @@ def test_timm_student_exports_segments_with_parity_and_exits_early(name, tmp_pat
     train_and_evaluate(config, run, runs_dir=tmp_path / "runs", log=lambda m: None)
     bundle = export(run, "onnx", out=tmp_path / "bundle", log=lambda m: None)
     manifest = read_manifest(bundle)
-    segments = [g for g in manifest["graphs"] if g.startswith("segment_")]
-    assert len(segments) == 4 == len(manifest["exits"])
-    for graph, parity in manifest["parity"].items():
-        assert parity["batches"] == [1, 2, 7] and parity["argmax_equal"], graph
-        assert parity["max_abs_logit_diff"] < 1e-3, (graph, parity)
-        assert unsupported_ops(bundle / manifest["graphs"][graph]["file"]) == set(), graph
-    assert manifest["preprocess"]["interpolation"] == "bicubic"  # timm's pretrained config, not edgekd's default
+    segments = [g for g in manifest.graphs if names.is_segment(g)]
+    assert len(segments) == 4 == manifest.num_exits
+    for graph, parity in manifest.parity.items():
+        assert parity.batches == [1, 2, 7] and parity.argmax_equal, graph
+        assert parity.max_abs_logit_diff < 1e-3, (graph, parity)
+        assert unsupported_ops(manifest.graph_path(bundle, graph)) == set(), graph
+    assert manifest.preprocess.interpolation == "bicubic"  # timm's pretrained config, not edgekd's default
     calibrate_bundle(bundle, target_drop=100.0, log=lambda m: None)  # any exit will do: the first one decides
     model = EarlyExitModel(bundle)
     images = [Image.fromarray(pixels.transpose(1, 2, 0)) for pixels in np.load(bundle / "validation.npz")["images"][:6]]

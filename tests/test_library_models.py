@@ -111,7 +111,7 @@ def test_wrong_files_and_names_get_clear_errors(tmp_path):
 
 
 def test_a_teacher_on_other_statistics_gets_its_inputs_converted():
-    from edgekd.models.preprocess import Preprocess
+    from edgekd.bundle.preprocess import Preprocess
 
     teacher = create_model("timm/resnet18", num_classes=10, exits="last", image_size=SIZE).eval()
     student_stats = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))

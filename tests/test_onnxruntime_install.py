@@ -28,14 +28,15 @@ def test_without_onnxruntime_the_runtime_and_the_cli_name_the_fix(runtime_fixtur
     doctor = _python(HIDE_ONNXRUNTIME + f"from edgekd.cli import main; sys.exit(main(['doctor', '--bundle', {str(runtime_fixture)!r}]))")
     assert doctor.returncode == 0, doctor.stderr
     assert f"problem       {ONNXRUNTIME_MISSING}" in doctor.stdout.splitlines()
-    assert "bundle fp32   cannot run here: needs onnxruntime (see above)" in doctor.stdout
+    assert "bundle fp32      cannot run here: needs onnxruntime (see above)" in doctor.stdout.splitlines()
 
 
 def test_doctor_reports_a_bundle_that_runs_here(runtime_fixture):
     doctor = _python(f"from edgekd.cli import main; import sys; sys.exit(main(['doctor', '--bundle', {str(runtime_fixture)!r}]))")
     assert doctor.returncode == 0, doctor.stderr
     lines = doctor.stdout.splitlines()
-    assert "bundle fp32   runs here" in lines and "bundle int8   runs here" in lines
+    for precision in ("fp32", "fp16", "int8"):
+        assert f"bundle {precision:<9} runs here on backend cpu" in lines, lines
     assert not any(line.startswith("problem") for line in lines), lines
 
 

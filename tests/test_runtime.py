@@ -1,18 +1,16 @@
-"""The early-exit runtime on the tiny test bundle (tests/runtime_fixture.py): torch-free, exits and compaction, modes,
-providers, calibration and bench. Runs without torch (CI runs it in a Python 3.10 runtime-only venv)."""
+"""The early-exit runtime on the tiny test bundle (tests/runtime_fixture.py): exits and compaction, modes,
+backends and precisions, calibration and bench (that it imports neither torch nor the exporter: test_bundle). Runs without torch (CI runs it in a Python 3.10 runtime-only venv)."""
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
-from conftest import ROOT, SHAPES_IMAGES, TINY_BUNDLE, run_cli
+from conftest import SHAPES_IMAGES, TINY_BUNDLE, run_cli
 from edgekd.errors import BadInput, EdgekdError
 from edgekd.runtime import EarlyExitModel
-from edgekd.runtime.calibration import exit_logits, load_split
+from edgekd.runtime.evaluation import exit_logits, load_split
 from edgekd.runtime.sessions import session_options
 from edgekd.runtime.thresholds import NEVER
 
@@ -34,19 +32,6 @@ def model():
 @pytest.fixture(scope="module")
 def test_images(model):
     return load_split(model, IMAGES, "test")
-
-
-def test_runtime_never_imports_torch():
-    code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now raises ImportError
-            "from edgekd.runtime import EarlyExitModel\n"
-            "import edgekd.runtime.bench, edgekd.runtime.calibration, edgekd.cli\n"
-            "import numpy as np\n"
-            f"m = EarlyExitModel(r'{BUNDLE}')\n"
-            "r = m.predict(np.zeros((2, 3, 32, 32), np.float32), mode='all')\n"
-            "assert [k for k in sys.modules if k == 'torch' or k.startswith('torch.')] == ['torch']\n"
-            "print('ok', r.labels.shape)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 0 and "ok (2,)" in result.stdout, result.stderr
 
 
 def test_all_mode_matches_full_graph_and_the_ensemble(model, test_images):
@@ -103,7 +88,9 @@ def test_policies_and_int8(test_images):
     int8 = EarlyExitModel(BUNDLE, precision="int8")
     fp32 = EarlyExitModel(BUNDLE)
     for p32, p8 in zip(fp32.predict(images, mode="all").all_probs, int8.predict(images, mode="all").all_probs):
-        assert np.abs(p32 - p8).mean() < 0.02  # the tiny model's flat outputs make argmax agreement a poor measure
+        # The tiny model's flat outputs make argmax agreement a poor measure. Symmetric INT8 activations leave
+        # the negative half of their range unused after a ReLU, so they are coarser than U8S8's (< 0.02 there).
+        assert np.abs(p32 - p8).mean() < 0.04
 
 
 def test_sessions_with_pools_of_their_own_spin_only_while_a_run_lasts():
@@ -113,18 +100,26 @@ def test_sessions_with_pools_of_their_own_spin_only_while_a_run_lasts():
     assert options.get_session_config_entry("session.force_spinning_stop") == "1"
 
 
-def test_tensorrt_precision_needs_engines_in_the_bundle():
+def test_a_backend_or_precision_the_bundle_or_machine_lacks_is_refused_with_the_fix():
     with pytest.raises(ValueError, match="no TensorRT engines.*--format tensorrt"):
-        EarlyExitModel(BUNDLE, precision="tensorrt")
-    with pytest.raises(ValueError, match="precision must be one of fp32, int8, tensorrt"):
-        EarlyExitModel(BUNDLE, precision="fp16")
+        EarlyExitModel(BUNDLE, backend="tensorrt-engines")
+    with pytest.raises(ValueError, match="no int8-u8s8 graphs.*--format onnx-int8 --int8-scheme u8s8"):
+        EarlyExitModel(BUNDLE, precision="int8-u8s8")
+    with pytest.raises(ValueError, match="no bf16 graphs .*holds fp32, fp16, int8.*precisions: fp32, fp16, int8"):
+        EarlyExitModel(BUNDLE, precision="bf16")
+    with pytest.raises(ValueError, match="unknown backend 'tensort'; did you mean 'tensorrt'"):
+        EarlyExitModel(BUNDLE, backend="tensort")
 
 
-def test_providers_are_checked(tmp_path):
-    with pytest.raises(ValueError, match="not available here"):
-        EarlyExitModel(BUNDLE, providers=["tensorrt"]) if "TensorrtExecutionProvider" not in ort.get_available_providers() \
-            else pytest.skip("TensorRT EP present")
-    assert EarlyExitModel(BUNDLE, providers=["cpu"], threads=1).providers == ["CPUExecutionProvider"]
+def test_backends_are_checked_against_this_onnxruntime_and_take_provider_options():
+    for backend, provider in (("cuda", "CUDAExecutionProvider"), ("tensorrt", "TensorrtExecutionProvider")):
+        if provider not in ort.get_available_providers():
+            with pytest.raises(ValueError, match=f"{provider} is not available here.*edgekd doctor"):
+                EarlyExitModel(BUNDLE, backend=backend)
+    assert EarlyExitModel(BUNDLE, threads=1).providers == ["CPUExecutionProvider"]
+    tuned = EarlyExitModel(BUNDLE, threads=1, provider_options={"arena_extend_strategy": "kSameAsRequested"})
+    assert tuned.providers == [("CPUExecutionProvider", {"arena_extend_strategy": "kSameAsRequested"})]
+    assert tuned.predict(np.zeros((1, *tuned.manifest.input.shape), np.float32)).labels.shape == (1,)
 
 
 def test_calibrate_meets_its_target_on_validation_and_writes_the_manifest(bundle):
@@ -161,11 +156,11 @@ def test_calibrate_auto_keeps_the_cheapest_policy_on_validation(bundle):
     for name in ("max_prob", "entropy", "margin"):
         for temperature in (False, True):
             costs[name, temperature] = calibrate_bundle(bundle, IMAGES, target_drop=1.0, policy=name, temperature=temperature,
-                                                        log=lambda m: None)["val_mean_cost"]
+                                                        log=lambda m: None).val_mean_cost
     lines = []
     chosen = calibrate_bundle(bundle, IMAGES, target_drop=1.0, policy="auto", log=lines.append)
-    assert chosen["val_mean_cost"] == min(costs.values())
-    assert costs[chosen["name"], any(t != 1.0 for t in chosen["temperatures"])] == chosen["val_mean_cost"]
+    assert chosen.val_mean_cost == min(costs.values())
+    assert costs[chosen.name, any(t != 1.0 for t in chosen.temperatures)] == chosen.val_mean_cost
     assert len(lines) == 7  # one line per candidate, then the choice
     with pytest.raises(EdgekdError, match="unknown exit policy"):
         calibrate_bundle(bundle, IMAGES, target_drop=1.0, policy="maxprob")

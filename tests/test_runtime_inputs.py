@@ -52,10 +52,10 @@ def test_exif_orientation_is_applied(model, tmp_path):
     exif[0x0112] = 6  # rotate 90 degrees clockwise to view
     image.save(tmp_path / "rotated.jpg", exif=exif, quality=95)
     upright = image.transpose(Image.Transpose.ROTATE_270)
-    got = preprocess(open_image(tmp_path / "rotated.jpg"), model.manifest["preprocess"])
-    want = preprocess(upright, model.manifest["preprocess"])
+    got = preprocess(open_image(tmp_path / "rotated.jpg"), model.manifest.preprocess)
+    want = preprocess(upright, model.manifest.preprocess)
     assert np.abs(got - want).mean() < 0.1  # JPEG noise only; unrotated it would be far off
-    assert np.abs(preprocess(image, model.manifest["preprocess"]) - want).mean() > 0.3
+    assert np.abs(preprocess(image, model.manifest.preprocess) - want).mean() > 0.3
 
 
 def test_alpha_is_composited_on_white(model):

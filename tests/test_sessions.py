@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT, SHAPES_IMAGES, TINY_BUNDLE
 from edgekd.runtime import EarlyExitModel
-from edgekd.runtime.calibration import load_split
+from edgekd.runtime.evaluation import load_split
 
 pytestmark = pytest.mark.usefixtures("runtime_fixture")
 

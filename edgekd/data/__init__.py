@@ -11,11 +11,11 @@ from typing import Any, Callable, Optional, Sequence
 from edgekd.data import cifar, csv_list, imagefolder, shapes, tinyimagenet  # noqa: F401  (register datasets)
 from edgekd.data.registry import DATASETS, RawSplits
 from edgekd.data.splits import TransformedSubset
-from edgekd.splits import fraction_of, stratified_split
+from edgekd.bundle.splits import fraction_of, validation_count, validation_split
 from edgekd.data.batch_augment import PADDING, PaddedCropFlip
 from edgekd.data.transforms import PRESETS, eval_transform, resolve_preset, train_transform, uint8_transform
 from edgekd.errors import EdgekdError
-from edgekd.models.preprocess import Preprocess, dataset_preprocess
+from edgekd.bundle.preprocess import Preprocess, dataset_preprocess
 
 
 @dataclass
@@ -44,11 +44,9 @@ class DataSplits:
         return self.preprocess.std
 
 
-def _val_count(val_size: float, n: int) -> int:
-    count = int(round(val_size * n)) if val_size < 1 else int(val_size)
-    if not 0 < count < n:
+def _check_val_size(val_size: float, n: int) -> None:
+    if not 0 < validation_count(val_size, n) < n:
         raise EdgekdError(f"data.val_size={val_size} leaves no train or no validation images out of {n}")
-    return count
 
 
 def build_data(cfg, preprocess: Optional[Preprocess] = None) -> DataSplits:  # noqa: ANN001 (edgekd.config.DataConfig)
@@ -65,7 +63,8 @@ def build_data(cfg, preprocess: Optional[Preprocess] = None) -> DataSplits:  # n
     if raw.val is not None:
         train_idx, val = list(range(len(raw.train))), TransformedSubset(raw.val, range(len(raw.val)), eval_tf)
     else:
-        train_idx, val_idx = stratified_split(raw.train.targets, _val_count(cfg.val_size, len(raw.train)), cfg.seed)
+        _check_val_size(cfg.val_size, len(raw.train))
+        train_idx, val_idx = validation_split(raw.train.targets, cfg.val_size, cfg.seed)
         val = TransformedSubset(raw.train, val_idx, eval_tf)
     if cfg.train_fraction < 1.0:
         kept = fraction_of([raw.train.targets[i] for i in train_idx], cfg.train_fraction, cfg.seed)

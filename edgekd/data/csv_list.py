@@ -17,7 +17,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, pil_loader
 
 from edgekd.data.registry import DATASETS, RawSplits
 from edgekd.errors import EdgekdError
-from edgekd.splits import stratified_split
+from edgekd.bundle.splits import validation_count, validation_split
 
 SPLITS = ("train", "val", "test")
 
@@ -90,11 +90,10 @@ def csv_dataset(cfg) -> RawSplits:  # noqa: ANN001 (edgekd.config.DataConfig)
     if split_targets["test"]:
         test = ImageList(split_paths["test"], split_targets["test"])
     else:
-        count = int(round(cfg.val_size * len(train))) if cfg.val_size < 1 else int(cfg.val_size)
-        if not 0 < count < len(train):
+        if not 0 < validation_count(cfg.val_size, len(train)) < len(train):
             raise EdgekdError(f"csv: {path} has no test rows and data.val_size={cfg.val_size} cannot carve a test split "
                               f"from {len(train)} images")
-        kept, held = stratified_split(train.targets, count, cfg.seed + 1)
+        kept, held = validation_split(train.targets, cfg.val_size, cfg.seed + 1)
         train, test = train.subset(kept), train.subset(held)
     val = ImageList(split_paths["val"], split_targets["val"]) if split_targets["val"] else None
     return RawSplits(train=train, test=test, val=val, classes=classes)

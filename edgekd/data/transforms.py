@@ -5,17 +5,19 @@
 - `imagenet` (larger): random resized crop + flip, the ImageNet training augmentation.
 - `none`: resize and normalize only.
 
-Evaluation is the same for every preset: resize the shorter side to `Preprocess.resize_for(size)` with
-the model's interpolation, centre-crop, normalize with the model's statistics (edgekd.models.preprocess).
+Evaluation is the same for every preset, and the same code as on the device: `PreprocessSpec.apply`
+(edgekd.bundle.preprocess) resizes the shorter side to `Preprocess.resize_for(size)` with the model's
+interpolation, centre-crops and normalizes with the model's statistics. Every preset starts from the
+same resize and centre crop (`PreprocessSpec.resize_and_crop`).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torchvision.transforms import InterpolationMode, v2
 
-from edgekd.models.preprocess import Preprocess
+from edgekd.bundle.preprocess import Preprocess, PreprocessSpec
 from edgekd.registry import Registry
 
 PRESETS: Registry = Registry("augmentation preset")
@@ -30,12 +32,22 @@ def _finish(pre: Preprocess) -> list:
 
 
 def _resize_crop(size: int, pre: Preprocess) -> list:
-    return [v2.Resize(pre.resize_for(size), interpolation=interpolation_mode(pre), antialias=True), v2.CenterCrop(size)]
+    return [pre.spec(size).resize_and_crop]
+
+
+class EvalTransform:
+    """PIL image -> (3, size, size) float32 tensor by `PreprocessSpec.apply`: what the runtime does on the device."""
+
+    def __init__(self, spec: PreprocessSpec) -> None:
+        self.spec = spec
+
+    def __call__(self, image: Any) -> torch.Tensor:
+        return torch.from_numpy(self.spec.apply(image))
 
 
 def eval_transform(size: int, pre: Preprocess) -> Callable:
     """Resize (shorter side), centre-crop to `size`, normalize: what the runtime does on the device."""
-    return v2.Compose([*_resize_crop(size, pre), *_finish(pre)])
+    return EvalTransform(pre.spec(size))
 
 
 def _padded_crop_flip(size: int, padding: int, pre: Preprocess) -> Callable:

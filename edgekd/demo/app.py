@@ -19,7 +19,6 @@ from matplotlib.figure import Figure
 
 from edgekd.demo.tradeoff import OperatingPoint, TradeOff
 from edgekd.errors import EdgekdError
-from edgekd.export.calibration import to_pixels
 from edgekd.runtime.images import to_batch
 from edgekd.runtime.model import EarlyExitModel
 
@@ -35,12 +34,13 @@ class Demo:
         self.model = EarlyExitModel(bundle, shared_threads=True)
         self.teacher = EarlyExitModel(teacher_bundle, shared_threads=True) if teacher_bundle else None
         for model in filter(None, (self.model, self.teacher)):  # create every session now, not racing under load
-            for name in model.manifest["graphs"]:
+            for name in model.manifest.graphs:
                 model.session(name)
         self.tradeoff = TradeOff(self.model, data)
-        self.default_drop = float((self.model.manifest.get("policy") or {}).get("target_drop") or 0.5)
+        policy = self.model.manifest.policy
+        self.default_drop = float(policy.target_drop if policy and policy.target_drop is not None else 0.5)
         self.thresholds = self.tradeoff.for_drop(self.default_drop).thresholds
-        self.examples = [str(Path(bundle) / e["file"]) for e in self.model.manifest.get("examples", [])]
+        self.examples = [str(Path(bundle) / e.file) for e in self.model.manifest.examples]
 
     # ------------------------------------------------------------------ predict
 
@@ -69,7 +69,7 @@ class Demo:
         if self.teacher is not None:
             teacher = self.teacher.predict(to_batch(path, self.teacher.manifest), mode="exit", exit=self.teacher.num_exits)
             rows.append(self._row("teacher", teacher.class_names[0], self.teacher.num_exits, teacher.confidences[0], teacher.timings["total"]))
-        preview = to_pixels(batch, self.model.manifest["preprocess"]["mean"], self.model.manifest["preprocess"]["std"])[0]
+        preview = self.model.manifest.preprocess.to_pixels(batch)[0]
         return preview.transpose(1, 2, 0), answer, per_exit, rows
 
     @staticmethod
@@ -113,17 +113,17 @@ class Demo:
 
     def card(self) -> list[list[Any]]:
         rows = []
-        for j, e in enumerate(self.model.manifest["exits"]):
-            rows.append([e["index"], e["stage"], f"{e['params'] / 1e6:.3f}M", f"{e['flops'] / 1e6:.1f}",
-                         round(self.tradeoff.prefix_ms[j], 3), e.get("val_top1"), round(self.tradeoff.exit_accuracy[j], 2)])
+        for j, e in enumerate(self.model.manifest.exits):
+            rows.append([e.index, e.stage, f"{e.params / 1e6:.3f}M", f"{e.flops / 1e6:.1f}",
+                         round(self.tradeoff.prefix_ms[j], 3), e.val_top1, round(self.tradeoff.exit_accuracy[j], 2)])
         return rows
 
 
 def build(demo: Demo) -> gr.Blocks:
-    source = demo.model.manifest.get("source", {})
+    source = demo.model.manifest.source
     with gr.Blocks(title="edgekd early-exit demo") as page:
-        gr.Markdown(f"# edgekd: early exits\n`{source.get('run', demo.model.bundle.name)}` — {demo.model.num_exits} exits, "
-                    f"{len(demo.model.classes)} classes, method `{source.get('method')}`")
+        gr.Markdown(f"# edgekd: early exits\n`{source.run}` — {demo.model.num_exits} exits, "
+                    f"{len(demo.model.classes)} classes, method `{source.method}`")
         with gr.Tab("Predict"):
             with gr.Row():
                 with gr.Column():
@@ -147,7 +147,7 @@ def build(demo: Demo) -> gr.Blocks:
         with gr.Tab("Model card"):
             gr.Dataframe(value=demo.card(), headers=["exit", "stage", "params", "MFLOPs", "latency ms (b=1)", "val top-1 (export)",
                                                      "val top-1 (here)"], interactive=False)
-            gr.JSON(value={k: v for k, v in demo.model.manifest.items() if k not in ("files",)}, label="manifest.json")
+            gr.JSON(value=demo.model.manifest.to_json_dict(with_files=False), label="manifest.json")
     return page
 
 

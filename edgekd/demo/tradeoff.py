@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.runtime.bench import median_seconds, segment_latencies
-from edgekd.runtime.calibration import exit_costs, exit_logits, load_split
+from edgekd.runtime.evaluation import exit_logits, load_split, score_exits
 from edgekd.runtime.model import EarlyExitModel
+from edgekd.runtime.timing import prefix_latencies, segment_latencies
 from edgekd.runtime.thresholds import Outcome, assign_exits, calibrate, outcome, shared_sweep
 
 
@@ -26,16 +26,14 @@ class TradeOff:
 
     def __init__(self, model: EarlyExitModel, data: str | Path | None = None, repeats: int = 20) -> None:
         images, labels = load_split(model, data, "val")
-        scored = [model.scores(z, k) for k, z in enumerate(exit_logits(model, images))]
-        self.scores = np.stack([s for _, s in scored])
-        self.correct = np.stack([p.argmax(1) == labels for p, _ in scored])
-        self.costs = exit_costs(model.manifest)
+        scored = score_exits(model, exit_logits(model, images), labels)
+        self.scores, self.correct = scored.scores, scored.correct
+        self.costs = np.asarray(model.manifest.exit_costs())
         self.images = len(labels)
         one = images[:1]
         self.segment_ms = 1e3 * np.asarray(segment_latencies(model, one, repeats))
         self.path_ms = np.cumsum(self.segment_ms)
-        self.prefix_ms = [1e3 * median_seconds(lambda k=k: model.session(f"prefix_{k}").run(None, {"image": one}), repeats)
-                          for k in range(1, model.num_exits + 1)]
+        self.prefix_ms = [1e3 * t for t in prefix_latencies(model, one, repeats)]
         self.full_ms = self.prefix_ms[-1]
         self.exit_accuracy = (100.0 * self.correct.mean(axis=1)).tolist()
 

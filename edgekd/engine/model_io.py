@@ -7,7 +7,7 @@ from typing import Any
 from edgekd.engine.checkpoint import load_checkpoint
 from edgekd.errors import EdgekdError
 from edgekd.models import MultiExitNet, create_model
-from edgekd.models.preprocess import Preprocess, dataset_preprocess
+from edgekd.bundle.preprocess import Preprocess, dataset_preprocess
 
 
 def model_spec(model_cfg: Any, num_classes: int, image_size: int, exit_stages: list[int]) -> dict[str, Any]:

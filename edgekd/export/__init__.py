@@ -1,5 +1,4 @@
-"""Deploy bundles: `export` (needs the training extra) and the torch-free manifest reader in `bundle`.
-
-Importing this package imports nothing heavy, so the runtime can read bundles through
-`edgekd.export.bundle` on a device without PyTorch.
+"""Export: a finished run -> a deploy bundle (needs the training extra). The formats are plug-ins in
+`edgekd.export.formats`; the bundle itself (manifest, names, hashes) is `edgekd.bundle`, which the
+torch-free runtime reads without this package.
 """

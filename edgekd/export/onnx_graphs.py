@@ -1,10 +1,6 @@
-"""The ONNX graphs of a multi-exit network: one per segment, one per prefix, and the full net.
-
-- `segment_k`: image (k = 1) or `feature_{k-1}` -> `feature_k`, `logits_k`. Chained, they are the
-  early-exit runtime's path: it runs segment k only on the samples still undecided.
-- `prefix_k`: image -> `logits_k` (a fixed budget: always leave at exit k).
-- `full`: image -> `logits_1` ... `logits_K`.
-Every graph has a dynamic batch axis. Export uses the TorchScript tracer; a tracer warning (a
+"""The ONNX graphs of a multi-exit network: one per segment, one per prefix, and the full net, named
+as `edgekd.bundle.names` says. Chained, the segments are the early-exit runtime's path: it runs
+segment k only on the samples still undecided. Every graph has a dynamic batch axis. Export uses the TorchScript tracer; a tracer warning (a
 Python branch or a value that depends on the input data) fails the export, because the graph
 would silently compute something else for other inputs.
 """
@@ -17,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from edgekd.bundle import names
 from edgekd.errors import EdgekdError
 from edgekd.models import MultiExitNet
 
@@ -55,7 +52,7 @@ class GraphSpec:
 
     @property
     def file(self) -> str:
-        return f"{self.name}.onnx"
+        return names.graph_file(self.name)
 
 
 def graph_specs(net: MultiExitNet) -> list[GraphSpec]:
@@ -63,12 +60,12 @@ def graph_specs(net: MultiExitNet) -> list[GraphSpec]:
     image = (3, net.image_size, net.image_size)
     shapes = feature_shapes(net)
     specs = []
-    for k, segment in enumerate(net.segments()):
-        input_name, input_shape = ("image", image) if k == 0 else (f"feature_{k}", shapes[k - 1])
-        specs.append(GraphSpec(f"segment_{k + 1}", segment, input_shape, [input_name], [f"feature_{k + 1}", f"logits_{k + 1}"]))
-    for k in range(net.num_exits):
-        specs.append(GraphSpec(f"prefix_{k + 1}", Prefix(net, k), image, ["image"], [f"logits_{k + 1}"]))
-    specs.append(GraphSpec("full", Full(net), image, ["image"], [f"logits_{k + 1}" for k in range(net.num_exits)]))
+    for k, segment in enumerate(net.segments(), start=1):
+        input_shape = image if k == 1 else shapes[k - 2]
+        specs.append(GraphSpec(names.segment(k), segment, input_shape, [names.segment_input(k)], names.segment_outputs(k)))
+    for k in range(1, net.num_exits + 1):
+        specs.append(GraphSpec(names.prefix(k), Prefix(net, k - 1), image, [names.IMAGE], [names.logits(k)]))
+    specs.append(GraphSpec(names.FULL, Full(net), image, [names.IMAGE], [names.logits(k) for k in range(1, net.num_exits + 1)]))
     return specs
 
 

@@ -14,6 +14,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from edgekd.bundle import names
 from edgekd.errors import EdgekdError
 from edgekd.export.onnx_graphs import GraphSpec
 from edgekd.models import MultiExitNet
@@ -40,9 +41,9 @@ def cpu_session(path: Path) -> ort.InferenceSession:
 def graph_input(net: MultiExitNet, spec: GraphSpec, batch: int, generator: torch.Generator) -> torch.Tensor:
     """A realistic input of `spec` at `batch`: random images, through the earlier trunks for a segment."""
     images = torch.randn(batch, 3, net.image_size, net.image_size, generator=generator)
-    if spec.inputs[0] == "image":
+    k = names.exit_of(spec.inputs[0])  # feature_k feeds segment k + 1
+    if k is None:
         return images
-    k = int(spec.inputs[0].split("_")[1])  # feature_k feeds segment k+1
     x = images
     for trunk in net.trunks[:k]:
         x = trunk(x)
@@ -64,7 +65,7 @@ def check_parity(net: MultiExitNet, spec: GraphSpec, path: Path, seed: int = 123
         for name, want, have in zip(spec.outputs, expected, got):
             diff = float(np.max(np.abs(want.numpy() - have)))
             worst_any = max(worst_any, diff)
-            if name.startswith("logits"):
+            if names.is_logits(name):
                 worst_logits, scale = max(worst_logits, diff), max(scale, float(np.max(np.abs(want.numpy()))))
                 argmax_equal &= bool(np.array_equal(want.numpy().argmax(1), have.argmax(1)))
     tolerance = LOGIT_TOLERANCE * scale

@@ -1,23 +1,39 @@
-"""INT8 graphs: onnxruntime static quantization (QDQ; uint8 activations, per-channel int8 weights, the
-fast pairing on CPUs), calibrated on training images.
+"""INT8 graphs by onnxruntime static quantization (QDQ, per-channel int8 weights, per-tensor
+activations), calibrated on training images.
+
+Two schemes:
+- `symmetric` (the default): int8 activations and weights, every zero point 0. This is the explicit
+  quantization TensorRT reads (strongly typed networks take precision from the Q/DQ nodes), and
+  onnxruntime runs it on CPU too.
+- `u8s8`: uint8 activations with a zero point, int8 weights: onnxruntime's fast pairing on x86 CPUs
+  without VNNI; TensorRT does not take it.
 
 Each graph is calibrated on the inputs it really sees: images for prefixes and `full`, and for
-segment k the feature maps the FP32 segments before it produce from the same images.
+segment k the feature maps the FP32 segments before it produce from the same images. Nodes named
+in `keep_fp32` stay in FP32 (see `int8.sensitive_nodes`).
 """
 from __future__ import annotations
 
 import logging
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Literal
 
 import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from edgekd.bundle import names
 from edgekd.export.onnx_graphs import GraphSpec
 from edgekd.export.parity import cpu_session
+
+Scheme = Literal["symmetric", "u8s8"]
+SCHEMES: dict[str, str] = {
+    "symmetric": "static QDQ, symmetric int8 (zero points 0), per-channel weights, per-tensor activations",
+    "u8s8": "static QDQ, uint8 activations with zero points, per-channel int8 weights (U8S8, onnxruntime CPU only)",
+}
+PRECISION_OF_SCHEME = {"symmetric": "int8", "u8s8": "int8-u8s8"}
 
 
 class ArrayReader(CalibrationDataReader):
@@ -37,30 +53,33 @@ class ArrayReader(CalibrationDataReader):
 
 def calibration_inputs(folder: Path, specs: list[GraphSpec], images: np.ndarray) -> dict[str, np.ndarray]:
     """Input name -> calibration arrays: the images, and each feature map from the FP32 segment chain."""
-    inputs = {"image": images}
+    inputs = {names.IMAGE: images}
     x = images
     for spec in specs:
-        if spec.name.startswith("segment_"):
+        if names.is_segment(spec.name):
             feature, _ = cpu_session(folder / spec.file).run(spec.outputs, {spec.inputs[0]: x})
             inputs[spec.outputs[0]] = x = feature
     return inputs
 
 
-def quantize_graphs(folder: Path, specs: list[GraphSpec], images: np.ndarray, out_dir: Path) -> list[str]:
+def quantize_graphs(folder: Path, specs: list[GraphSpec], inputs: dict[str, np.ndarray], out_dir: Path, scheme: Scheme,
+                    keep_fp32: dict[str, list[str]] | None = None) -> list[str]:
     """Write an INT8 copy of every graph into `out_dir`; return their paths relative to `folder`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    inputs = calibration_inputs(folder, specs, images)
     written = []
     logging.getLogger("onnxruntime.quantization").setLevel(logging.ERROR)
+    symmetric = scheme == "symmetric"
     with tempfile.TemporaryDirectory() as scratch:
         for spec in specs:
             prepared = Path(scratch) / spec.file
             quant_pre_process(str(folder / spec.file), str(prepared), skip_symbolic_shape=True)
             quantize_static(str(prepared), str(out_dir / spec.file), ArrayReader(spec.inputs[0], inputs[spec.inputs[0]]),
-                            quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8)
+                            quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            nodes_to_exclude=(keep_fp32 or {}).get(spec.name, []),
+                            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
             drop_unused_opsets(out_dir / spec.file)
-            written.append(str((out_dir / spec.file).relative_to(folder)))
+            written.append((out_dir / spec.file).relative_to(folder).as_posix())
     return written
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from edgekd.models.backbone import Backbone
-from edgekd.models.preprocess import Preprocess
+from edgekd.bundle.preprocess import Preprocess
 
 
 @dataclass

@@ -7,7 +7,6 @@ method sees the same output shape.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
 from typing import NamedTuple, Optional
 
 import torch
@@ -16,7 +15,8 @@ from torch import Tensor, nn
 from edgekd.models.backbone import Backbone
 from edgekd.models.flops import count_flops, count_params
 from edgekd.models.heads import HEADS
-from edgekd.models.preprocess import Preprocess
+from edgekd.bundle.manifest import ExitInfo
+from edgekd.bundle.preprocess import Preprocess
 
 
 class ExitOutputs(NamedTuple):
@@ -29,26 +29,6 @@ class ExitOutputs(NamedTuple):
     logits: list[Tensor]
     features: list[Tensor]
     stages: list[Tensor] = []
-
-
-@dataclass(frozen=True)
-class ExitInfo:
-    """Where an exit sits and what it costs for one image.
-
-    `params`/`flops`: trunks up to this exit plus this head (the exit used alone).
-    `cumulative_flops`: the early-exit path, which also ran every earlier head.
-    """
-
-    index: int
-    stage: int
-    channels: int
-    stride: int
-    params: int
-    flops: int
-    cumulative_flops: int
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 class Segment(nn.Module):

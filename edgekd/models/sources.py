@@ -8,7 +8,7 @@ from typing import Optional
 from edgekd.errors import EdgekdError
 from edgekd.models import timm_models, torchvision_models
 from edgekd.models.library import LibraryModel
-from edgekd.models.preprocess import Preprocess
+from edgekd.bundle.preprocess import Preprocess
 
 LIBRARIES: dict[str, ModuleType] = {timm_models.PREFIX: timm_models, torchvision_models.PREFIX: torchvision_models}
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from edgekd.errors import EdgekdError
 from edgekd.models.library import LibraryModel
-from edgekd.models.preprocess import Preprocess
+from edgekd.bundle.preprocess import Preprocess
 from edgekd.models.stage_cut import staged_backbone, whole_backbone
 from edgekd.models.weights import load_weights, read_state_dict
 from edgekd.registry import unknown_name_message

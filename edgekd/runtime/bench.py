@@ -13,77 +13,38 @@ Writes bench.json and, where matplotlib is installed, bench.png.
 from __future__ import annotations
 
 import json
-import statistics
-import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
-from edgekd.runtime.calibration import exit_costs, exit_logits, load_split
+from edgekd.runtime.evaluation import exit_logits, load_split, score_exits
 from edgekd.runtime.model import EarlyExitModel
+from edgekd.runtime.timing import medians_in_turns, prefix_latencies, segment_latencies
 from edgekd.runtime.thresholds import assign_exits, oracle, oracle_cost_at, outcome, shared_sweep
 
 
-def medians_in_turns(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int = 3, block: int = 1) -> list[float]:
-    """Median seconds of each function over `repeats` rounds. Within a round each is called `block`
-    times in a row (every call timed), in an order shuffled round by round (seeded), so a slow spell of
-    the machine falls on all of them alike and none always runs just after the same other. `block=1`
-    makes each call find the caches holding the other functions' data; a longer block measures the warm,
-    steady state."""
-    for fn in fns:
-        for _ in range(warmup):
-            fn()
-    rng = np.random.default_rng(0)  # the same shuffles every time
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for i in rng.permutation(len(fns)):
-            for _ in range(block):
-                start = time.perf_counter()
-                fns[i]()
-                times[i].append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
-
-
-def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
-    return medians_in_turns([fn], repeats, warmup)[0]
-
-
-def segment_latencies(model: EarlyExitModel, image: np.ndarray, repeats: int) -> list[float]:
-    """Batch-1 median seconds of each segment, fed the real output of the one before."""
-    x, out = image, []
-    for k in range(1, model.num_exits + 1):
-        session = model.session(f"segment_{k}")
-        name = session.get_inputs()[0].name
-        out.append(median_seconds(lambda: session.run(None, {name: x}), repeats))
-        x = session.run(None, {name: x})[0]
-    return out
-
-
-def run_bench(bundle: str | Path, data: str | Path, *, repeats: int = 50, batch: int = 64, precision: str = "fp32",
-              providers: list[str] | None = None, threads: int | None = None, limit: int | None = None, shared_threads: bool = True,
-              passes: int = 3,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
-    model = EarlyExitModel(bundle, providers=providers, threads=threads, precision=precision, shared_threads=shared_threads)
+def run_bench(bundle: str | Path, data: str | Path, *, repeats: int = 50, batch: int = 64, backend: str = "cpu",
+              precision: str | None = None, provider_options: dict[str, Any] | None = None, threads: int | None = None,
+              limit: int | None = None, shared_threads: bool = True, passes: int = 3) -> dict[str, Any]:
+    """Measure the bundle on the test split of `data` (see the module's docstring); the report as a dict."""
+    model = EarlyExitModel(bundle, backend=backend, precision=precision, provider_options=provider_options, threads=threads,
+                           shared_threads=shared_threads)
     images, labels = load_split(model, Path(data), "test")
     if limit:
         images, labels = images[:limit], labels[:limit]
     n, k_exits = len(labels), model.num_exits
-    logits = exit_logits(model, images)
-    scored = [model.scores(z, k) for k, z in enumerate(logits)]
-    scores = np.stack([s for _, s in scored])
-    correct = np.stack([p.argmax(1) == labels for p, _ in scored])
-    costs = exit_costs(model.manifest)
-    ensemble = np.mean([p for p, _ in scored], axis=0)
+    scored = score_exits(model, exit_logits(model, images), labels)
+    scores, correct, ensemble = scored.scores, scored.correct, scored.ensemble
+    costs = np.asarray(model.manifest.exit_costs())
 
     one = images[:1]
-    prefix_latency = [median_seconds(lambda k=k: model.session(f"prefix_{k}").run(None, {"image": one}), repeats)
-                      for k in range(1, k_exits + 1)]
+    prefix_latency = prefix_latencies(model, one, repeats)
     seg_latency = segment_latencies(model, one, repeats)
     path_latency = np.cumsum(seg_latency)
     full_latency = prefix_latency[-1]
     per_exit = [{"exit": k + 1, "test_top1": round(100.0 * correct[k].mean(), 3), "latency_ms": round(1e3 * prefix_latency[k], 4),
-                 "flops_fraction": round(float(model.manifest["exits"][k]["flops"] / model.manifest["exits"][-1]["flops"]), 4)}
+                 "flops_fraction": round(float(model.manifest.exits[k].flops / model.manifest.exits[-1].flops), 4)}
                 for k in range(k_exits)]
     curve = []
     for t, result in shared_sweep(scores, correct, costs, count=41):
@@ -92,7 +53,7 @@ def run_bench(bundle: str | Path, data: str | Path, *, repeats: int = 50, batch:
                       "latency_ms": round(1e3 * float(path_latency[exits].mean()), 4), "exit_counts": list(result.exit_counts)})
     best_oracle = oracle(correct, costs)
     report: dict[str, Any] = {
-        "bundle": str(bundle), "precision": precision, "providers": [str(p) for p in model.providers], "test_images": n,
+        "bundle": str(bundle), "backend": backend, "precision": model.precision, "providers": [str(p) for p in model.providers], "test_images": n,
         "per_exit": per_exit, "ensemble_top1": round(100.0 * float((ensemble.argmax(1) == labels).mean()), 3),
         "full_model": {"test_top1": per_exit[-1]["test_top1"], "latency_ms": round(1e3 * full_latency, 4)},
         "segment_latency_ms": [round(1e3 * s, 4) for s in seg_latency], "curve": curve,

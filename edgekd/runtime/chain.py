@@ -21,6 +21,8 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
+from edgekd.bundle import Manifest, names
+
 MAX_BOUND_ROWS = 64
 CACHE_LINE = 64  # bytes: the width of onnxruntime's AVX-512 loads, which split when a buffer straddles lines
 
@@ -73,17 +75,17 @@ class SegmentChain:
         self._local = threading.local()
 
     @classmethod
-    def for_bundle(cls, segments: Sequence[Any], manifest: dict[str, Any], bind: bool = True) -> "SegmentChain":
+    def for_bundle(cls, segments: Sequence[Any], manifest: Manifest, bind: bool = True) -> "SegmentChain":
         """The chain of a bundle's segment sessions (segment_1 first), names from its manifest; the
         feature maps' shapes are the ones the sessions produce (onnxruntime's blocked layout may pad
         channels, see `layout`), from one image of zeros."""
-        outputs = [manifest["graphs"][f"segment_{k}"]["outputs"] for k in range(1, len(segments) + 1)]
-        feature = np.zeros((1, *manifest["input"]["shape"]), np.float32)
+        outputs = [manifest.graphs[names.segment(k)].outputs for k in range(1, len(segments) + 1)]
+        feature = np.zeros((1, *manifest.input.shape), np.float32)
         shapes = []
         for segment in segments:
             feature = segment.run(None, {segment.get_inputs()[0].name: feature})[0]
             shapes.append(feature.shape[1:])
-        return cls(segments, outputs, manifest["input"]["shape"], shapes, len(manifest["classes"]), bind)
+        return cls(segments, outputs, manifest.input.shape, shapes, len(manifest.classes), bind)
 
     def __len__(self) -> int:
         return len(self.segments)
@@ -211,8 +213,8 @@ class ChainedSession:
         self._all = exit is None
 
     def get_inputs(self) -> list[InputArg]:
-        return [InputArg("image")]
+        return [InputArg(names.IMAGE)]
 
     def run(self, output_names: Sequence[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        logits = self._chain.run_through(feeds["image"], self._last)
+        logits = self._chain.run_through(feeds[names.IMAGE], self._last)
         return logits if self._all else [logits[-1]]

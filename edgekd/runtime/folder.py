@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from edgekd.splits import stratified_split
+from edgekd.bundle.manifest import ValidationRule
+from edgekd.bundle.splits import validation_split
 from edgekd.errors import BadInput
 
 EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -36,18 +36,16 @@ def list_images(folder: Path) -> tuple[list[Path], list[int], list[str]]:
     return paths, labels, classes
 
 
-def split_images(root: Path, split: str, validation: dict[str, Any] | None) -> tuple[list[Path], np.ndarray, list[str]]:
+def split_images(root: Path, split: str, validation: ValidationRule) -> tuple[list[Path], np.ndarray, list[str]]:
     """The `val` or `test` images of an ImageFolder root (`train/`, optional `val/`, `test/`). Without
     `val/`, validation is carved from `train/` as the run did (`val_size` and `seed` from the manifest)."""
     if (root / split).is_dir():
         paths, labels, classes = list_images(root / split)
         return paths, np.asarray(labels), classes
     if split == "val" and (root / "train").is_dir():
-        if not validation:
+        if validation.val_size is None or validation.seed is None:
             raise BadInput(f"{root} has no val/ folder, and the bundle does not record how validation was carved from train/")
         paths, labels, classes = list_images(root / "train")
-        val_size = validation["val_size"]
-        count = int(round(val_size * len(labels))) if val_size < 1 else int(val_size)
-        _, held = stratified_split(labels, count, validation["seed"])
+        _, held = validation_split(labels, validation.val_size, validation.seed)
         return [paths[i] for i in held], np.asarray(labels)[held], classes
     raise BadInput(f"{root} has no {split}/ folder; pass an ImageFolder root holding train/ (and val/) and test/")

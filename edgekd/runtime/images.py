@@ -1,8 +1,8 @@
 """Turning what a user hands the runtime into the float32 NCHW batch a bundle expects (Pillow + numpy).
 
 Accepts image paths, PIL images (RGB, RGBA, LA, grayscale, palette, CMYK, 16-bit, EXIF-rotated) or
-arrays that are already preprocessed. Preprocessing follows the manifest: resize the shorter side,
-centre-crop, scale to [0, 1], normalize. Anything that cannot be an image of the expected shape is
+arrays that are already preprocessed. Preprocessing follows the manifest (`PreprocessSpec.apply`, the
+code training evaluated with): resize the shorter side, centre-crop, scale to [0, 1], normalize. Anything that cannot be an image of the expected shape is
 refused with a ValueError that says what was expected.
 """
 from __future__ import annotations
@@ -14,10 +14,11 @@ from typing import Any, Sequence, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from edgekd.bundle import Manifest
+from edgekd.bundle.preprocess import PreprocessSpec
 from edgekd.errors import BadInput
 
 ImageInput = Union[str, Path, Image.Image]
-PIL_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 MAX_PIXELS = 64_000_000  # refuse decompression bombs well before they exhaust memory
 
 
@@ -58,42 +59,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def resized_size(width: int, height: int, shorter: int) -> tuple[int, int]:
-    """(w, h) with the shorter side `shorter` and the longer one scaled and truncated, as torchvision's
-    Resize computes it (so the device sees the pixels the model was evaluated on)."""
-    if width <= height:
-        return shorter, int(shorter * height / width)
-    return int(shorter * width / height), shorter
+def preprocess(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """(3, crop, crop) float32 as the manifest's `preprocess` section says (`PreprocessSpec.apply`), from
+    any image `to_rgb` takes."""
+    try:
+        return spec.apply(to_rgb(image))
+    except ValueError as err:  # an image smaller than the crop after resizing
+        raise BadInput(str(err)) from None
 
 
-def centre_box(width: int, height: int, crop: int) -> tuple[int, int, int, int]:
-    """The centre crop's box as torchvision's CenterCrop rounds it."""
-    left, top = int(round((width - crop) / 2.0)), int(round((height - crop) / 2.0))
-    return left, top, left + crop, top + crop
-
-
-def preprocess(image: Image.Image, spec: dict[str, Any]) -> np.ndarray:
-    """(3, crop, crop) float32 as the manifest's `preprocess` section says: resize the shorter side with
-    its interpolation (on the 8-bit image, as torchvision and timm do with Pillow), centre-crop, normalize."""
-    image = to_rgb(image)
-    resize, crop = spec["resize"], spec["crop"]
-    interpolation = spec.get("interpolation", "bilinear")
-    if interpolation not in PIL_FILTERS:
-        raise BadInput(f"the bundle's preprocess asks for '{interpolation}' interpolation; this runtime knows "
-                       f"{', '.join(PIL_FILTERS)}. Export the bundle again")
-    size = resized_size(*image.size, resize)
-    if size != image.size:
-        image = image.resize(size, PIL_FILTERS[interpolation])
-    if min(image.size) < crop:
-        raise BadInput(f"resized to {image.size[0]}x{image.size[1]}, which is smaller than the {crop}px crop")
-    array = np.asarray(image.crop(centre_box(*image.size, crop)), dtype=np.float32) * np.float32(spec["scale"])
-    array = (array - np.asarray(spec["mean"], np.float32)) / np.asarray(spec["std"], np.float32)
-    return np.ascontiguousarray(array.transpose(2, 0, 1))
-
-
-def to_batch(inputs: Any, manifest: dict[str, Any]) -> np.ndarray:
+def to_batch(inputs: Any, manifest: Manifest) -> np.ndarray:
     """A float32 (N, 3, H, W) batch from an array, one image or path, or a sequence of them."""
-    expected = tuple(manifest["input"]["shape"])
+    expected = tuple(manifest.input.shape)
     if isinstance(inputs, np.ndarray):
         return check_array(inputs, expected)
     items: Sequence[Any] = [inputs] if isinstance(inputs, (str, Path, Image.Image)) else list(inputs)
@@ -106,7 +83,7 @@ def to_batch(inputs: Any, manifest: dict[str, Any]) -> np.ndarray:
         if not isinstance(item, Image.Image):
             raise BadInput(f"expected image paths, PIL images or a float32 array of shape (N, {', '.join(map(str, expected))}), "
                            f"got {type(item).__name__}")
-        arrays.append(preprocess(item, manifest["preprocess"]))
+        arrays.append(preprocess(item, manifest.preprocess))
     return np.stack(arrays)
 
 

@@ -1,5 +1,5 @@
-"""onnxruntime sessions for a bundle's graphs: providers by short name, and thread settings that let
-a chain of per-segment sessions share the cores instead of fighting over them.
+"""onnxruntime sessions for a bundle's graphs (the onnxruntime backends' shared part): thread settings
+that let a chain of per-segment sessions share the cores instead of fighting over them.
 
 Two thread set-ups (benchmarks/export_latency.py measures them against onnxruntime's default):
 - default: each session its own pool of `threads` intra-op threads (all cores by default) that spins
@@ -21,43 +21,18 @@ import importlib
 import logging
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from edgekd.errors import BadInput
 
 log = logging.getLogger("edgekd.runtime")
 
-PROVIDER_ALIASES = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-    "trt": "TensorrtExecutionProvider",
-}
-
-
-def resolve_providers(providers: Sequence[str] | None, bundle: Path) -> list[Any]:
-    """Full provider names (CPU always last as the fallback), TensorRT with an engine cache in the bundle."""
-    names = [PROVIDER_ALIASES.get(p.lower(), p) for p in (providers or ["cpu"])]
-    available = ort.get_available_providers()
-    missing = [n for n in names if n not in available]
-    if missing:
-        raise BadInput(f"onnxruntime provider(s) {', '.join(missing)} are not available here; available: {', '.join(available)}. "
-                       f"CUDA and TensorRT need onnxruntime-gpu (on a Jetson, the JetPack build of onnxruntime)")
-    resolved: list[Any] = []
-    for name in names:
-        if name == "TensorrtExecutionProvider":
-            cache = bundle / "trt_cache"
-            cache.mkdir(exist_ok=True)
-            resolved.append((name, {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache), "trt_fp16_enable": True}))
-        else:
-            resolved.append(name)
-    if "CPUExecutionProvider" not in names:
-        resolved.append("CPUExecutionProvider")
-    return resolved
+def available_providers() -> list[str]:
+    """The execution providers this onnxruntime build has."""
+    return list(ort.get_available_providers())
 
 
 _shared_pool: dict[str, bool] = {}  # "works": the probe's verdict, once per process

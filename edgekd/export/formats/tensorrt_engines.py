@@ -2,22 +2,24 @@
 
 Engines are specific to the GPU and TensorRT version that build them, so this runs on the target
 device: `edgekd export export/<bundle> --format tensorrt` on a Jetson turns an ONNX bundle into
-engines in place (a run folder is exported to ONNX first). FP16 by default; `int8` calibrates with
-TensorRT's entropy calibrator on the calibration images an `onnx-int8` bundle stores, and keeps
-the calibration cache in the bundle so later builds reuse it. A timing cache speeds up rebuilds.
+engines in place (a run folder is exported to ONNX first, in the same bundle). FP16 by default; `int8`
+calibrates with TensorRT's entropy calibrator on the calibration images an `onnx-int8` bundle stores,
+and keeps the calibration cache in the bundle so later builds reuse it. A timing cache speeds up rebuilds.
 Without TensorRT or a CUDA GPU the command says exactly which is missing.
 """
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from edgekd.bundle import Manifest, names
+from edgekd.bundle.files import load_calibration_sample
+from edgekd.bundle.manifest import TensorRTEngines
 from edgekd.errors import EdgekdError
-from edgekd.export.bundle import MANIFEST, read_manifest, write_manifest
-from edgekd.export.calibration import CALIBRATION_IMAGES, load_calibration_images
+from edgekd.export.job import ExportJob
 from edgekd.export.tensorrt_ops import unsupported_ops
 
 ENGINE_DIR = "tensorrt"
@@ -45,43 +47,37 @@ def _cuda_device() -> Any:
     return torch
 
 
-def build_engines(source: Path, opts: dict[str, Any], *, log: Callable[[str], None] = print) -> Path:
-    """Engines for every segment of the bundle at `source` (exported first if `source` is a run)."""
+def add(job: ExportJob) -> list[str]:
+    """Engines for every segment of the bundle being built or extended; returns the files written."""
     trt = _tensorrt()
     torch = _cuda_device()
-    if not (source / MANIFEST).is_file():
-        from edgekd.export.exporter import export
-
-        source = export(source, "onnx-int8" if opts.get("int8") else "onnx", log=log, out=opts.get("out"),
-                        opset=opts["opset"], overwrite=opts.get("overwrite"), calib_images=opts.get("calib_images") if opts.get("int8") else None)
-    manifest = read_manifest(source)
+    source, manifest, opts = job.folder, job.manifest, job.opts
+    assert manifest is not None
     engine_dir = source / ENGINE_DIR
     shutil.rmtree(engine_dir, ignore_errors=True)
     engine_dir.mkdir()
     logger = trt.Logger(trt.Logger.WARNING)
     timing_cache_path = engine_dir / "timing.cache"
     engines = {}
-    for k, exit_info in enumerate(manifest["exits"], start=1):
-        graph = manifest["graphs"][f"segment_{k}"]
-        onnx_path = source / graph["file"]
+    precision = "int8" if opts.get("int8") else "fp16" if opts["fp16"] else "fp32"
+    for k in range(1, manifest.num_exits + 1):
+        name = names.segment(k)
+        graph = manifest.graphs[name]
+        onnx_path = source / graph.file
         missing = unsupported_ops(onnx_path)
         if missing:
             raise EdgekdError(f"{onnx_path.name} uses operators TensorRT's ONNX parser does not support: {', '.join(sorted(missing))}")
-        shape = manifest["input"]["shape"] if k == 1 else manifest["exits"][k - 2]["feature_shape"]
         calibrator = _calibrator(trt, torch, source, manifest, k, engine_dir) if opts.get("int8") else None
-        plan = _build(trt, logger, onnx_path, graph["inputs"][0], shape, opts, timing_cache_path, calibrator)
-        (engine_dir / f"segment_{k}.engine").write_bytes(plan)
-        engines[f"segment_{k}"] = f"{ENGINE_DIR}/segment_{k}.engine"
-        log(f"segment_{k}: engine built ({len(plan) / 1e6:.1f} MB, {'INT8' if opts.get('int8') else 'FP16' if opts['fp16'] else 'FP32'})")
-    manifest["tensorrt"] = {"version": trt.__version__, "device": torch.cuda.get_device_name(), "engines": engines,
-                            "precision": "int8" if opts.get("int8") else "fp16" if opts["fp16"] else "fp32", "max_batch": MAX_BATCH}
-    extra = [p.relative_to(source).as_posix() for p in engine_dir.iterdir()]
-    manifest["files"] = {**manifest["files"], **{name: "" for name in extra}}
-    write_manifest(source, manifest)
-    return source
+        plan = _build(trt, logger, onnx_path, graph.inputs[0], manifest.segment_input_shape(k), opts, timing_cache_path, calibrator)
+        (engine_dir / f"{name}.engine").write_bytes(plan)
+        engines[name] = f"{ENGINE_DIR}/{name}.engine"
+        job.log(f"{name}: engine built ({len(plan) / 1e6:.1f} MB, {precision.upper()})")
+    manifest.tensorrt = TensorRTEngines(version=trt.__version__, device=torch.cuda.get_device_name(), engines=engines,
+                                        precision=precision, max_batch=MAX_BATCH)
+    return [p.relative_to(source).as_posix() for p in engine_dir.iterdir()]
 
 
-def _build(trt: Any, logger: Any, onnx_path: Path, input_name: str, shape: list[int], opts: dict[str, Any],
+def _build(trt: Any, logger: Any, onnx_path: Path, input_name: str, shape: tuple[int, ...], opts: dict[str, Any],
            timing_cache_path: Path, calibrator: Any) -> bytes:
     builder = trt.Builder(logger)
     network = builder.create_network(0)
@@ -109,20 +105,19 @@ def _build(trt: Any, logger: Any, onnx_path: Path, input_name: str, shape: list[
     return bytes(plan)
 
 
-def _calibrator(trt: Any, torch: Any, source: Path, manifest: dict[str, Any], k: int, engine_dir: Path) -> Any:
+def _calibrator(trt: Any, torch: Any, source: Path, manifest: Manifest, k: int, engine_dir: Path) -> Any:
     """Entropy calibrator for segment k, fed from the bundle's calibration images through the FP32
     segments before it (onnxruntime), with a per-segment calibration cache."""
-    images_path = source / CALIBRATION_IMAGES
-    if not images_path.is_file():
+    if manifest.calibration_sample is None:
         raise EdgekdError(f"INT8 engines need calibration images and {source} has none; export the run with "
                           f"--format onnx-int8 (which stores them in the bundle), then build engines from that bundle")
     from edgekd.export.parity import cpu_session
 
-    batches = load_calibration_images(source, manifest["preprocess"]["mean"], manifest["preprocess"]["std"])
+    batches = manifest.preprocess.normalize(load_calibration_sample(source, manifest))
     for j in range(1, k):
-        graph = manifest["graphs"][f"segment_{j}"]
-        batches = cpu_session(source / graph["file"]).run([graph["outputs"][0]], {graph["inputs"][0]: batches})[0]
-    cache_path = engine_dir / f"segment_{k}.calibration.cache"
+        graph = manifest.graphs[names.segment(j)]
+        batches = cpu_session(source / graph.file).run([graph.outputs[0]], {graph.inputs[0]: batches})[0]
+    cache_path = engine_dir / f"{names.segment(k)}.calibration.cache"
 
     class Calibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:

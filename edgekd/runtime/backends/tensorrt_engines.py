@@ -1,9 +1,11 @@
-"""The bundle's native TensorRT engines (`edgekd export BUNDLE --format tensorrt`) as segment sessions.
+"""The `tensorrt-engines` backend: the bundle's native TensorRT engines (`edgekd export BUNDLE --format
+tensorrt`) as segment sessions.
 
 `EngineSession` runs one segment engine and answers the two calls the runtime makes of an
 onnxruntime session (`get_inputs()[0].name`, `run(None, feeds)`), so the early-exit loop is the same
 on both. Only segments have engines; `chain.ChainedSession` composes them into the prefix and full
-graphs (image -> logits of exit k, or of every exit). Needs TensorRT and cuda-python on a CUDA
+graphs (image -> logits of exit k, or of every exit). The engines' precision is the one they were
+built with. Needs TensorRT and cuda-python on a CUDA
 device (on a Jetson: JetPack's python3-libnvinfer and `pip install cuda-python`); no torch.
 """
 from __future__ import annotations
@@ -13,8 +15,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edgekd.bundle import names
 from edgekd.errors import BadInput
-from edgekd.runtime.chain import InputArg
+from edgekd.runtime.backends.base import Backend
+from edgekd.runtime.chain import ChainedSession, InputArg
 
 
 def _cudart() -> Any:
@@ -102,3 +106,30 @@ class EngineSession:
     def __del__(self) -> None:
         for pointer, _ in getattr(self, "_buffers", {}).values():
             self._cudart.cudaFree(pointer)
+
+
+class EnginesBackend(Backend):
+    name = "tensorrt-engines"
+
+    def resolve_precision(self, precision: str | None) -> str:
+        engines = self.manifest.tensorrt
+        if engines is None:
+            raise BadInput(f"{self.bundle} has no TensorRT engines; build them on this device with "
+                           f"`edgekd export {self.bundle} --format tensorrt`")
+        if precision not in (None, engines.precision):
+            raise BadInput(f"{self.bundle}'s TensorRT engines were built in {engines.precision}, not {precision}; "
+                           f"rebuild them, or leave precision unset")
+        return engines.precision
+
+    @property
+    def providers(self) -> list[Any]:
+        return [f"TensorRT {self.manifest.tensorrt.version} engines ({self.precision})"]
+
+    def make_session(self, graph: str) -> Any:
+        """A native engine for segment_k; prefix_k and full chain the segment engines."""
+        if names.is_segment(graph):
+            return EngineSession(self.bundle / self.manifest.tensorrt.engines[graph], self.manifest.graphs[graph].outputs)
+        return ChainedSession(self.chain, names.exit_of(graph))
+
+
+BACKEND = EnginesBackend

@@ -1,13 +1,19 @@
-"""Seeded, stratified index splits (numpy only): how validation is carved from train.
+"""How validation is carved from a training split (numpy only), written once.
 
-Torch-free on purpose: the runtime carves the same validation split as training did when it
-calibrates exit thresholds on a folder of images.
+Training holds validation out of train with these functions, and the runtime carves the same images
+again from the dataset's folder when it calibrates exit thresholds, from the `validation` rule the
+manifest records.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
+
+
+def validation_count(val_size: float, total: int) -> int:
+    """How many of `total` images `val_size` holds out: a fraction below 1, a count from 1 up."""
+    return int(round(val_size * total)) if val_size < 1 else int(val_size)
 
 
 def stratified_split(targets: Sequence[int], size: int, seed: int) -> tuple[list[int], list[int]]:
@@ -27,6 +33,11 @@ def stratified_split(targets: Sequence[int], size: int, seed: int) -> tuple[list
     held_out = np.sort(held_out[:size])
     rest = np.setdiff1d(np.arange(len(labels)), held_out, assume_unique=True)
     return rest.tolist(), held_out.tolist()
+
+
+def validation_split(targets: Sequence[int], val_size: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train, validation) indices of a training split, as a run with `val_size` and `seed` carved them."""
+    return stratified_split(targets, validation_count(val_size, len(targets)), seed)
 
 
 def fraction_of(targets: Sequence[int], fraction: float, seed: int) -> list[int]:

@@ -1,0 +1,56 @@
+"""How a reduced-precision graph set (FP16, INT8) compares with the FP32 graphs on the validation split:
+per-exit top-1 of both, and per exit the largest logit difference and how often the top-1 class agrees.
+Measured through each set's `full` graph in onnxruntime on CPU."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgekd.bundle import names
+from edgekd.bundle.manifest import Accuracy, ExitAgreement
+from edgekd.export.parity import cpu_session
+
+
+def validation_arrays(data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The run's whole validation split as normalized float32 images and labels."""
+    images, labels = zip(*(data.val[i] for i in range(len(data.val))))
+    return torch.stack(list(images)).numpy(), np.asarray(labels)
+
+
+def full_graph_logits(path: Path, images: np.ndarray, batch: int = 256) -> list[np.ndarray]:
+    """Every exit's logits for `images`, from the `full` graph at `path`."""
+    session = cpu_session(path)
+    chunks = [session.run(None, {names.IMAGE: images[i:i + batch]}) for i in range(0, len(images), batch)]
+    return [np.concatenate([c[k] for c in chunks]).astype(np.float32) for k in range(len(chunks[0]))]
+
+
+def accuracy(logits: list[np.ndarray], labels: np.ndarray) -> Accuracy:
+    """Top-1 (%) of every exit and of the mean-softmax ensemble."""
+    probs = [np.exp(z - z.max(1, keepdims=True)) for z in logits]
+    probs = [p / p.sum(1, keepdims=True) for p in probs]
+    hits = [float((p.argmax(1) == labels).mean()) for p in [*probs, np.mean(probs, axis=0)]]
+    top1 = [round(100.0 * h, 3) for h in hits]
+    return Accuracy(top1=top1[:-1], ensemble_top1=top1[-1], images=len(labels))
+
+
+def agreement(reduced: list[np.ndarray], reference: list[np.ndarray]) -> list[ExitAgreement]:
+    return [ExitAgreement(max_abs_logit_diff=float(np.max(np.abs(a - b))),
+                          argmax_agreement=round(float((a.argmax(1) == b.argmax(1)).mean()), 5))
+            for a, b in zip(reduced, reference)]
+
+
+def compare(folder: Path, subdir: str, images: np.ndarray, labels: np.ndarray,
+            reference: list[np.ndarray]) -> tuple[Accuracy, list[ExitAgreement]]:
+    """Accuracy of the set in `folder/subdir` and its agreement with the FP32 logits `reference`."""
+    logits = full_graph_logits(folder / subdir / names.graph_file(names.FULL), images)
+    return accuracy(logits, labels), agreement(logits, reference)
+
+
+def log_comparison(label: str, fp32: Accuracy, reduced: Accuracy, agree: list[ExitAgreement], log: Any) -> None:
+    for k, (a, b, g) in enumerate(zip(fp32.top1, reduced.top1, agree), start=1):
+        log(f"  exit {k}: val top-1 FP32 {a:.2f}  {label} {b:.2f}  ({b - a:+.2f}); max |logit diff| "
+            f"{g.max_abs_logit_diff:.3g}, same top-1 {100 * g.argmax_agreement:.2f}%")
+    log(f"  ensemble: FP32 {fp32.ensemble_top1:.2f}  {label} {reduced.ensemble_top1:.2f}")

@@ -1,0 +1,96 @@
+"""The interface every runtime backend implements, and the onnxruntime base the three onnxruntime
+backends share (they differ in their provider and its options).
+
+A backend turns a graph name (`edgekd.bundle.names`) into something with `get_inputs()` and
+`run(output_names, feeds)`, and gives the early-exit loop its `SegmentChain` for a batch size.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgekd.bundle import FP32, Manifest, names
+from edgekd.bundle.manifest import PRECISION_FORMATS
+from edgekd.errors import BadInput
+from edgekd.runtime.chain import SegmentChain
+
+
+class Backend:
+    """Sessions for one bundle's graphs at one precision; `chain_for(rows)` is the segment chain a batch runs on."""
+
+    name = ""
+
+    def __init__(self, bundle: Path, manifest: Manifest, *, precision: str | None, threads: int | None,
+                 shared_threads: bool, provider_options: dict[str, Any]) -> None:
+        self.bundle, self.manifest = bundle, manifest
+        self.precision = self.resolve_precision(precision)
+        self.threads, self.shared_threads, self.provider_options = threads, shared_threads, provider_options
+        self._sessions: dict[str, Any] = {}
+        self._chain: SegmentChain | None = None
+
+    def resolve_precision(self, precision: str | None) -> str:
+        """The precision this backend runs: `precision`, or its default; refused where the bundle lacks it."""
+        precision = precision or FP32
+        if precision not in self.manifest.precision_names:
+            how = PRECISION_FORMATS.get(precision)
+            raise BadInput(f"{self.bundle} has no {precision} graphs (it holds {', '.join(self.manifest.precision_names)})"
+                           + (f"; export the run with --format {how}" if how else
+                              f"; precisions: {', '.join([FP32, *PRECISION_FORMATS])}"))
+        return precision
+
+    @property
+    def providers(self) -> list[Any]:
+        """What runs the graphs, for reports."""
+        return [self.name]
+
+    def session(self, graph: str) -> Any:
+        """The session of graph `graph` (segment_k, prefix_k, full), created on first use."""
+        if graph not in self._sessions:
+            self._sessions[graph] = self.make_session(graph)
+        return self._sessions[graph]
+
+    def make_session(self, graph: str) -> Any:
+        raise NotImplementedError
+
+    @property
+    def chain(self) -> SegmentChain:
+        """The segment sessions as one chain, feature maps in NCHW between them."""
+        if self._chain is None:
+            self._chain = SegmentChain.for_bundle([self.session(s) for s in names.segments(self.manifest.num_exits)],
+                                                  self.manifest)
+        return self._chain
+
+    def chain_for(self, rows: int) -> SegmentChain:
+        """The chain a batch of `rows` runs on."""
+        return self.chain
+
+
+class OnnxruntimeBackend(Backend):
+    """The bundle's ONNX graphs on onnxruntime with `provider` (options: the defaults, then the user's)."""
+
+    provider = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from edgekd.runtime.sessions import available_providers
+
+        if self.provider not in available_providers():
+            raise BadInput(f"onnxruntime's {self.provider} is not available here (available: {', '.join(available_providers())}). "
+                           f"CUDA and TensorRT need onnxruntime-gpu (on a Jetson, the JetPack build of onnxruntime); "
+                           f"`edgekd doctor` says what is installed")
+
+    def default_options(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def providers(self) -> list[Any]:
+        main = (self.provider, {**self.default_options(), **self.provider_options})
+        return [main if main[1] else self.provider] + ([] if self.provider == "CPUExecutionProvider" else ["CPUExecutionProvider"])
+
+    def graph_path(self, graph: str) -> Path:
+        return self.manifest.graph_path(self.bundle, graph, self.precision)
+
+    def make_session(self, graph: str) -> Any:
+        from edgekd.runtime.sessions import make_session
+
+        return make_session(self.graph_path(graph), self.providers, self.threads, share_pool=self.shared_threads)

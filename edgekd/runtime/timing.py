@@ -1,0 +1,53 @@
+"""Timing a bundle's graphs: medians taken in turns, and each segment's and prefix's batch-1 latency.
+What `bench`, the demo and the latency benchmark share."""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from edgekd.bundle import names
+from edgekd.runtime.model import EarlyExitModel
+
+
+def medians_in_turns(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int = 3, block: int = 1) -> list[float]:
+    """Median seconds of each function over `repeats` rounds. Within a round each is called `block`
+    times in a row (every call timed), in an order shuffled round by round (seeded), so a slow spell of
+    the machine falls on all of them alike and none always runs just after the same other. `block=1`
+    makes each call find the caches holding the other functions' data; a longer block measures the warm,
+    steady state."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    rng = np.random.default_rng(0)  # the same shuffles every time
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for i in rng.permutation(len(fns)):
+            for _ in range(block):
+                start = time.perf_counter()
+                fns[i]()
+                times[i].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
+    return medians_in_turns([fn], repeats, warmup)[0]
+
+
+def segment_latencies(model: EarlyExitModel, image: np.ndarray, repeats: int) -> list[float]:
+    """Batch-1 median seconds of each segment, fed the real output of the one before."""
+    x, out = image, []
+    for segment in names.segments(model.num_exits):
+        session = model.session(segment)
+        name = session.get_inputs()[0].name
+        out.append(median_seconds(lambda: session.run(None, {name: x}), repeats))
+        x = session.run(None, {name: x})[0]
+    return out
+
+
+def prefix_latencies(model: EarlyExitModel, image: np.ndarray, repeats: int) -> list[float]:
+    """Batch-1 median seconds of each prefix graph (image -> logits of exit k)."""
+    return [median_seconds(lambda k=k: model.session(names.prefix(k)).run(None, {names.IMAGE: image}), repeats)
+            for k in range(1, model.num_exits + 1)]
