@@ -102,3 +102,30 @@ def test_the_runtime_imports_neither_torch_nor_the_exporter(runtime_fixture, tmp
     assert "edgekd.bundle.manifest" in loaded and "edgekd.runtime.backends.onnxruntime_cpu" in loaded
     assert not [m for m in loaded if m.startswith("edgekd.export")], loaded
     assert "torch" in loaded  # only as the blocker set above: importing it would have failed
+
+
+def _edgekd_imports(folder: Path) -> dict[str, set[str]]:
+    """For each module file under `folder`, the edgekd modules it imports (at any depth of the file)."""
+    import ast
+
+    found = {}
+    for path in folder.rglob("*.py"):
+        modules = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                modules.add(node.module)
+            elif isinstance(node, ast.Import):
+                modules.update(alias.name for alias in node.names)
+        found[path.relative_to(folder.parent).as_posix()] = {m for m in modules if m.startswith("edgekd")}
+    return found
+
+
+def test_export_and_runtime_do_not_import_each_other_and_both_read_bundles_through_edgekd_bundle():
+    package = ROOT / "edgekd"
+    export, runtime = _edgekd_imports(package / "export"), _edgekd_imports(package / "runtime")
+    assert not {f: m for f, m in export.items() if any(x.startswith("edgekd.runtime") for x in m)}
+    assert not {f: m for f, m in runtime.items() if any(x.startswith("edgekd.export") for x in m)}
+    bundle_readers = {f for f, m in {**export, **runtime}.items() if any(x.startswith("edgekd.bundle") for x in m)}
+    assert {"export/exporter.py", "export/formats/onnx_fp32.py", "runtime/model.py", "runtime/evaluation.py"} <= bundle_readers
+    # the contract stands on its own: it imports nothing of edgekd's but itself and the error type
+    assert all(x.startswith("edgekd.bundle") or x == "edgekd.errors" for m in _edgekd_imports(package / "bundle").values() for x in m)
