@@ -137,7 +137,7 @@ def test_max_int8_drop_keeps_sensitive_nodes_in_fp32_or_refuses_naming_the_exit(
     lines = []
     out = exporter.export(run_dir, "onnx-int8", out=tmp_path / "b", calib_images=16, max_int8_drop=5.0, log=lines.append)
     int8 = read_manifest(out).precisions["int8"]
-    assert len(calls) == 2 and any("exits 2 lose more than 5.0 points" in line for line in lines)
+    assert len(calls) == 2 and any("exit 2 loses more than 5.0 points" in line for line in lines)
     kept = int8.fp32_nodes["full"]
     assert kept and all("head" in node for node in kept)
     graph = onnx.load(str(out / "int8" / "full.onnx")).graph

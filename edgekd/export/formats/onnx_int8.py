@@ -26,26 +26,25 @@ from edgekd.export.samples import write_calibration_sample
 SENSITIVE_STEPS = ("exit heads", "stem", "depthwise convolutions")
 
 
-def _is_head(node: onnx.NodeProto, model: onnx.ModelProto) -> bool:
-    return "head" in node.name
+def _is_head(node: onnx.NodeProto) -> bool:
+    return "head" in node.name  # the exporter's module paths: /head/... in a segment, /net/heads.k/... in full
 
 
-def _is_stem(node: onnx.NodeProto, model: onnx.ModelProto) -> bool:
+def _is_stem(node: onnx.NodeProto) -> bool:
     return node.op_type == "Conv" and node.input[0] == names.IMAGE
 
 
-def _is_depthwise(node: onnx.NodeProto, model: onnx.ModelProto) -> bool:
+def _is_depthwise(node: onnx.NodeProto) -> bool:
     group = next((a.i for a in node.attribute if a.name == "group"), 1)
     return node.op_type == "Conv" and group > 1
 
 
-RULES = (_is_head, _is_stem, _is_depthwise)
+RULES = (_is_head, _is_stem, _is_depthwise)  # in the order of SENSITIVE_STEPS
 
 
 def sensitive_nodes(path: Path, steps: int) -> list[str]:
     """The names of the nodes of the graph at `path` that the first `steps` of `SENSITIVE_STEPS` keep in FP32."""
-    model = onnx.load(str(path))
-    return [n.name for n in model.graph.node if any(rule(n, model) for rule in RULES[:steps])]
+    return [n.name for n in onnx.load(str(path)).graph.node if any(rule(n) for rule in RULES[:steps])]
 
 
 def _calibration_images(data: Any, count: int) -> np.ndarray:
@@ -84,7 +83,8 @@ def add_int8(folder: Path, manifest: Manifest, specs: list[GraphSpec], data: Any
         failing = [k for k, (a, b) in enumerate(zip(fp32.top1, int8.top1), start=1) if max_drop is not None and a - b > max_drop]
         if not failing:
             break
-        log(f"  exits {', '.join(map(str, failing))} lose more than {max_drop} points")
+        several = len(failing) > 1
+        log(f"  exit{'s' if several else ''} {', '.join(map(str, failing))} lose{'' if several else 's'} more than {max_drop} points")
     else:
         worst = max(failing, key=lambda k: fp32.top1[k - 1] - int8.top1[k - 1])
         raise EdgekdError(f"INT8 exit {worst} loses {fp32.top1[worst - 1] - int8.top1[worst - 1]:.2f} points of validation top-1 "
