@@ -2,8 +2,9 @@
 (onnxruntime's CPU, CUDA or TensorRT provider, or native TensorRT engines; see `backends`).
 
 Imports neither torch nor `edgekd.export` (a test enforces both); bundles are read through `edgekd.bundle`.
-`pip install 'edgekd[cpu]'` (numpy, onnx, Pillow, pydantic, onnxruntime) is all a CPU box needs; a Jetson or CUDA machine keeps its own onnxruntime-gpu build (`edgekd[gpu]`, or
-NVIDIA's wheel for the JetPack). Without any onnxruntime, importing this package says what to install.
+`pip install 'edgekd[cpu]'` (numpy, onnx, Pillow, pydantic, onnxruntime) is all a CPU box needs; a
+Jetson or CUDA machine keeps its own onnxruntime-gpu build (`edgekd[gpu]`, or NVIDIA's wheel for the
+JetPack). Without any onnxruntime, importing this package says what to install.
 """
 from edgekd.install_hints import require_onnxruntime
 
