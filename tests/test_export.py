@@ -93,6 +93,7 @@ def test_int8_graphs_are_symmetric_per_channel_and_their_accuracy_recorded(run_a
         assert weights and min(weights) > 1 and activations and set(activations) == {1}, name
     int8 = manifest.precisions["int8"]
     assert "symmetric" in int8.method and int8.dir == "int8" and int8.calibration_images == 32 and not int8.fp32_nodes
+    assert len(int8.simulated_accuracy.top1) == 4 and int8.simulated_accuracy.images == 128
     assert len(int8.fp32_accuracy.top1) == len(int8.accuracy.top1) == len(int8.agreement) == 4
     assert int8.fp32_accuracy.images == 128 and all(0 <= a.argmax_agreement <= 1 for a in int8.agreement)
     calib = np.load(bundle / "calibration_images.npy")
@@ -126,12 +127,12 @@ def test_max_int8_drop_keeps_sensitive_nodes_in_fp32_or_refuses_naming_the_exit(
     real = onnx_int8.compare
     calls = []
 
-    def lossy_until_heads_kept(folder, subdir, images, labels, reference):
-        accuracy, agreement = real(folder, subdir, images, labels, reference)
-        calls.append(subdir)
-        if len(calls) == 1:  # the first attempt, everything quantized: exit 2 loses 9 points
-            accuracy.top1[1] -= 9.0
-        return accuracy, agreement
+    def lossy_until_heads_kept(*args, **kwargs):
+        result = real(*args, **kwargs)
+        calls.append(args[1])
+        if len(calls) == 1:  # the first attempt, everything quantized: exit 2 of the symmetric graphs loses 9 points
+            result.simulated.top1[1] -= 9.0
+        return result
 
     monkeypatch.setattr(onnx_int8, "compare", lossy_until_heads_kept)
     lines = []
@@ -145,8 +146,11 @@ def test_max_int8_drop_keeps_sensitive_nodes_in_fp32_or_refuses_naming_the_exit(
     head_convs = [n for n in graph.node if n.name in kept and n.op_type == "Conv"]
     assert head_convs and all(n.input[1] in float_weights for n in head_convs)  # FP32 weights, not int8 ones
 
-    monkeypatch.setattr(onnx_int8, "compare", lambda *args: (lambda acc, agr: (acc.model_copy(update={
-        "top1": [t - 9.0 for t in acc.top1]}), agr))(*real(*args)))
+    def always_lossy(*args, **kwargs):
+        result = real(*args, **kwargs)
+        return result._replace(simulated=result.simulated.model_copy(update={"top1": [t - 9.0 for t in result.simulated.top1]}))
+
+    monkeypatch.setattr(onnx_int8, "compare", always_lossy)
     with pytest.raises(EdgekdError, match=r"INT8 exit \d loses 9.00 points .*--max-int8-drop 5.0.*stem, depthwise"):
         exporter.export(run_dir, "onnx-int8", out=tmp_path / "c", calib_images=16, max_int8_drop=5.0, log=lambda m: None)
     assert not (tmp_path / "c").exists() and not (tmp_path / ".c.partial").exists()

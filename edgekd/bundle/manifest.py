@@ -113,8 +113,11 @@ class GraphSet(Section):
     dir: str
     files: list[str]
     method: str
-    accuracy: Accuracy
+    accuracy: Accuracy  # as onnxruntime's CPU kernels run the graphs on the exporting machine
     fp32_accuracy: Accuracy
+    # INT8: the Q/DQ arithmetic in float32 (no kernel fusion), what the graphs themselves compute and TensorRT's
+    # INT8 approximates; `accuracy` falls below it where the CPU's integer kernels round differently
+    simulated_accuracy: Optional[Accuracy] = None
     agreement: list[ExitAgreement] = Field(default_factory=list)
     calibration_images: Optional[int] = None
     fp32_nodes: dict[str, list[str]] = Field(default_factory=dict)  # graph -> nodes kept in FP32

@@ -31,9 +31,13 @@ def check_onnx(path: Path) -> None:
         raise EdgekdError(f"{path.name} failed onnx.checker: {str(err).splitlines()[0]}") from None
 
 
-def cpu_session(path: Path) -> ort.InferenceSession:
+def cpu_session(path: Path, *, optimize: bool = True) -> ort.InferenceSession:
+    """A CPU session for the graph at `path`; `optimize=False` runs every node as written (no fusion: a Q/DQ
+    pair stays a rounding in float32 instead of becoming an integer kernel)."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

@@ -1,10 +1,12 @@
 """How a reduced-precision graph set (FP16, INT8) compares with the FP32 graphs on the validation split:
 per-exit top-1 of both, and per exit the largest logit difference and how often the top-1 class agrees.
-Measured through each set's `full` graph in onnxruntime on CPU."""
+Measured through each set's `full` graph in onnxruntime on CPU; for INT8 also with graph optimizations
+off (`simulate`), where each Q/DQ pair is a rounding in float32: the graph's own arithmetic, which
+TensorRT's INT8 kernels approximate, apart from how this CPU's integer kernels round."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -20,9 +22,9 @@ def validation_arrays(data: Any) -> tuple[np.ndarray, np.ndarray]:
     return torch.stack(list(images)).numpy(), np.asarray(labels)
 
 
-def full_graph_logits(path: Path, images: np.ndarray, batch: int = 256) -> list[np.ndarray]:
-    """Every exit's logits for `images`, from the `full` graph at `path`."""
-    session = cpu_session(path)
+def full_graph_logits(path: Path, images: np.ndarray, batch: int = 256, *, optimize: bool = True) -> list[np.ndarray]:
+    """Every exit's logits for `images`, from the `full` graph at `path` (see `cpu_session` for `optimize`)."""
+    session = cpu_session(path, optimize=optimize)
     chunks = [session.run(None, {names.IMAGE: images[i:i + batch]}) for i in range(0, len(images), batch)]
     return [np.concatenate([c[k] for c in chunks]).astype(np.float32) for k in range(len(chunks[0]))]
 
@@ -42,15 +44,25 @@ def agreement(reduced: list[np.ndarray], reference: list[np.ndarray]) -> list[Ex
             for a, b in zip(reduced, reference)]
 
 
-def compare(folder: Path, subdir: str, images: np.ndarray, labels: np.ndarray,
-            reference: list[np.ndarray]) -> tuple[Accuracy, list[ExitAgreement]]:
+class Comparison(NamedTuple):
+    accuracy: Accuracy  # as onnxruntime's CPU kernels compute the graphs here
+    agreement: list[ExitAgreement]
+    simulated: Optional[Accuracy]  # the Q/DQ arithmetic in float32 (with `simulate`)
+
+
+def compare(folder: Path, subdir: str, images: np.ndarray, labels: np.ndarray, reference: list[np.ndarray],
+            simulate: bool = False) -> Comparison:
     """Accuracy of the set in `folder/subdir` and its agreement with the FP32 logits `reference`."""
-    logits = full_graph_logits(folder / subdir / names.graph_file(names.FULL), images)
-    return accuracy(logits, labels), agreement(logits, reference)
+    path = folder / subdir / names.graph_file(names.FULL)
+    logits = full_graph_logits(path, images)
+    simulated = accuracy(full_graph_logits(path, images, optimize=False), labels) if simulate else None
+    return Comparison(accuracy(logits, labels), agreement(logits, reference), simulated)
 
 
-def log_comparison(label: str, fp32: Accuracy, reduced: Accuracy, agree: list[ExitAgreement], log: Any) -> None:
-    for k, (a, b, g) in enumerate(zip(fp32.top1, reduced.top1, agree), start=1):
+def log_comparison(label: str, fp32: Accuracy, result: Comparison, log: Any) -> None:
+    reduced, simulated = result.accuracy, result.simulated
+    for k, (a, b, g) in enumerate(zip(fp32.top1, reduced.top1, result.agreement), start=1):
+        graph = f"; the graph's own arithmetic {simulated.top1[k - 1]:.2f}" if simulated else ""
         log(f"  exit {k}: val top-1 FP32 {a:.2f}  {label} {b:.2f}  ({b - a:+.2f}); max |logit diff| "
-            f"{g.max_abs_logit_diff:.3g}, same top-1 {100 * g.argmax_agreement:.2f}%")
+            f"{g.max_abs_logit_diff:.3g}, same top-1 {100 * g.argmax_agreement:.2f}%{graph}")
     log(f"  ensemble: FP32 {fp32.ensemble_top1:.2f}  {label} {reduced.ensemble_top1:.2f}")

@@ -46,9 +46,9 @@ def add_fp16(folder: Path, manifest: Manifest, specs: list[GraphSpec], data: Any
     images, labels = validation_arrays(data)
     reference = full_graph_logits(folder / names.graph_file(names.FULL), images)
     fp32 = accuracy(reference, labels)
-    fp16, agree = compare(folder, PRECISION, images, labels, reference)
+    result = compare(folder, PRECISION, images, labels, reference)
     log(f"FP16: {len(files)} graphs ({METHOD})")
-    log_comparison("FP16", fp32, fp16, agree, log)
-    manifest.precisions[PRECISION] = GraphSet(dir=PRECISION, files=files, method=METHOD, accuracy=fp16, fp32_accuracy=fp32,
-                                              agreement=agree)
+    log_comparison("FP16", fp32, result, log)
+    manifest.precisions[PRECISION] = GraphSet(dir=PRECISION, files=files, method=METHOD, accuracy=result.accuracy,
+                                              fp32_accuracy=fp32, agreement=result.agreement)
     return files
