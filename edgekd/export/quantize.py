@@ -5,8 +5,10 @@ Two schemes:
 - `symmetric` (the default): int8 activations and weights, every zero point 0. This is the explicit
   quantization TensorRT reads (strongly typed networks take precision from the Q/DQ nodes), and
   onnxruntime runs it on CPU too.
-- `u8s8`: uint8 activations with a zero point, int8 weights: onnxruntime's fast pairing on x86 CPUs
-  without VNNI; TensorRT does not take it.
+- `u8s8`: uint8 activations with a zero point, int8 weights in 7 bits (`reduce_range`): onnxruntime's
+  fast pairing on x86 CPUs. Without VNNI, onnxruntime sums pairs of u8 x s8 products in 16 bits, which
+  saturate with full-range weights (255 x 127 x 2 > 32767); 7-bit weights keep them in range. TensorRT
+  does not take this scheme.
 
 Each graph is calibrated on the inputs it really sees: images for prefixes and `full`, and for
 segment k the feature maps the FP32 segments before it produce from the same images. Nodes named
@@ -31,7 +33,7 @@ from edgekd.export.parity import cpu_session
 Scheme = Literal["symmetric", "u8s8"]
 SCHEMES: dict[str, str] = {
     "symmetric": "static QDQ, symmetric int8 (zero points 0), per-channel weights, per-tensor activations",
-    "u8s8": "static QDQ, uint8 activations with zero points, per-channel int8 weights (U8S8, onnxruntime CPU only)",
+    "u8s8": "static QDQ, uint8 activations with zero points, per-channel 7-bit int8 weights (U8S8, onnxruntime CPU only)",
 }
 PRECISION_OF_SCHEME = {"symmetric": "int8", "u8s8": "int8-u8s8"}
 
@@ -76,7 +78,7 @@ def quantize_graphs(folder: Path, specs: list[GraphSpec], inputs: dict[str, np.n
             quantize_static(str(prepared), str(out_dir / spec.file), ArrayReader(spec.inputs[0], inputs[spec.inputs[0]]),
                             quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            nodes_to_exclude=(keep_fp32 or {}).get(spec.name, []),
+                            nodes_to_exclude=(keep_fp32 or {}).get(spec.name, []), reduce_range=not symmetric,
                             extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
             drop_unused_opsets(out_dir / spec.file)
             written.append((out_dir / spec.file).relative_to(folder).as_posix())

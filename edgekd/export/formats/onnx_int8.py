@@ -93,7 +93,7 @@ def add_int8(folder: Path, manifest: Manifest, specs: list[GraphSpec], data: Any
         raise EdgekdError(f"INT8 exit {worst} loses {fp32.top1[worst - 1] - judged.top1[worst - 1]:.2f} points of validation top-1 "
                           f"(more than --max-int8-drop {max_drop}) even with the {', '.join(SENSITIVE_STEPS)} kept in FP32; "
                           f"export with --format onnx or --format onnx-fp16, or raise --max-int8-drop")
-    _warn_about_cpu_kernels(result, log)
+    _warn_about_cpu_kernels(result, scheme, log)
     files.append(write_calibration_sample(folder, manifest, images))
     manifest.precisions[precision] = GraphSet(
         dir=precision, files=[f for f in files if f.endswith(names.GRAPH_SUFFIX)], method=SCHEMES[scheme],
@@ -105,10 +105,14 @@ def add_int8(folder: Path, manifest: Manifest, specs: list[GraphSpec], data: Any
 CPU_KERNEL_GAP = 2.0  # points
 
 
-def _warn_about_cpu_kernels(result: Comparison, log: Callable[[str], None]) -> None:
+def _warn_about_cpu_kernels(result: Comparison, scheme: Scheme, log: Callable[[str], None]) -> None:
     """Say so where onnxruntime's integer kernels on this CPU lose clearly more than the graph's own arithmetic."""
     gap = max(s - a for s, a in zip(result.simulated.top1, result.accuracy.top1))
-    if gap > CPU_KERNEL_GAP:
-        log(f"  note: onnxruntime's INT8 kernels on this CPU score up to {gap:.1f} points below the graph's own arithmetic "
-            f"(int8 activations on an x86 CPU without VNNI saturate its 16-bit sums); the graphs are right for TensorRT. "
-            f"For onnxruntime on this CPU export with --int8-scheme u8s8")
+    if gap <= CPU_KERNEL_GAP:
+        return
+    why = f"note: onnxruntime's INT8 kernels on this CPU score up to {gap:.1f} points below the graph's own arithmetic"
+    if scheme == "symmetric":
+        log(f"  {why} (on an x86 CPU without VNNI its 16-bit sums of int8 products saturate); the graphs are what TensorRT "
+            f"reads. For onnxruntime on this CPU export with --int8-scheme u8s8")
+    else:
+        log(f"  {why}; check this bundle's INT8 accuracy on the device before deploying it")
