@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -115,7 +115,3 @@ class PreprocessSpec(BaseModel):
         shape = (1,) * (ndim - 3) + (3, 1, 1)
         return np.asarray(self.mean, np.float32).reshape(shape), np.asarray(self.std, np.float32).reshape(shape)
 
-
-def stack_pixels(images: Sequence[Image.Image], spec: PreprocessSpec) -> np.ndarray:
-    """uint8 (N, 3, crop, crop) of RGB images, resized and cropped as `spec` says."""
-    return np.stack([np.asarray(spec.resize_and_crop(image)).transpose(2, 0, 1) for image in images])

@@ -30,6 +30,7 @@ class ExportJob:
     run: Optional[TrainedRun] = None  # None when a format extends an exported bundle
     specs: list = field(default_factory=list)  # the FP32 graphs' GraphSpecs, when exporting a run
     _data: Any = _UNLOADED
+    _reference: Any = None
 
     def data(self, required_by: str | None = None) -> Any:
         """The run's data splits (edgekd.data.DataSplits), built once; None where they are not available,
@@ -42,6 +43,15 @@ class ExportJob:
                                   f"here ({self._data})") from None
             return None
         return self._data
+
+    def fp32_reference(self, required_by: str) -> Any:
+        """The validation split through the FP32 `full` graph (`precision_check.Reference`), computed once for
+        every reduced-precision format of the bundle."""
+        if self._reference is None:
+            from edgekd.export.precision_check import fp32_reference
+
+            self._reference = fp32_reference(self.folder, self.data(required_by=required_by))
+        return self._reference
 
     def _build_data(self) -> Any:
         from edgekd.config import RecipeConfig

@@ -16,10 +16,21 @@ from edgekd.bundle.manifest import Accuracy, ExitAgreement
 from edgekd.export.parity import cpu_session
 
 
-def validation_arrays(data: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The run's whole validation split as normalized float32 images and labels."""
+class Reference(NamedTuple):
+    """The run's whole validation split (normalized float32 images, labels) and what the FP32 graphs make of it."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    logits: list[np.ndarray]  # every exit's, from the FP32 `full` graph
+    accuracy: Accuracy
+
+
+def fp32_reference(folder: Path, data: Any) -> Reference:
+    """The validation split of `data` (the run's DataSplits) through the FP32 `full` graph in `folder`."""
     images, labels = zip(*(data.val[i] for i in range(len(data.val))))
-    return torch.stack(list(images)).numpy(), np.asarray(labels)
+    images, labels = torch.stack(list(images)).numpy(), np.asarray(labels)
+    logits = full_graph_logits(folder / names.graph_file(names.FULL), images)
+    return Reference(images, labels, logits, accuracy(logits, labels))
 
 
 def full_graph_logits(path: Path, images: np.ndarray, batch: int = 256, *, optimize: bool = True) -> list[np.ndarray]:
@@ -50,13 +61,12 @@ class Comparison(NamedTuple):
     simulated: Optional[Accuracy]  # the Q/DQ arithmetic in float32 (with `simulate`)
 
 
-def compare(folder: Path, subdir: str, images: np.ndarray, labels: np.ndarray, reference: list[np.ndarray],
-            simulate: bool = False) -> Comparison:
-    """Accuracy of the set in `folder/subdir` and its agreement with the FP32 logits `reference`."""
+def compare(folder: Path, subdir: str, reference: Reference, simulate: bool = False) -> Comparison:
+    """Accuracy of the set in `folder/subdir` on the validation split and its agreement with the FP32 logits."""
     path = folder / subdir / names.graph_file(names.FULL)
-    logits = full_graph_logits(path, images)
-    simulated = accuracy(full_graph_logits(path, images, optimize=False), labels) if simulate else None
-    return Comparison(accuracy(logits, labels), agreement(logits, reference), simulated)
+    logits = full_graph_logits(path, reference.images)
+    simulated = accuracy(full_graph_logits(path, reference.images, optimize=False), reference.labels) if simulate else None
+    return Comparison(accuracy(logits, reference.labels), agreement(logits, reference.logits), simulated)
 
 
 def log_comparison(label: str, fp32: Accuracy, result: Comparison, log: Any) -> None:

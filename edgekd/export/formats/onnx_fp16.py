@@ -9,17 +9,17 @@ differ slightly).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import onnx
 from onnxruntime.transformers.float16 import convert_float_to_float16
 from onnxruntime.transformers.onnx_model import OnnxModel
 
-from edgekd.bundle import Manifest, names
+from edgekd.bundle import Manifest
 from edgekd.bundle.manifest import GraphSet
 from edgekd.export.job import ExportJob
 from edgekd.export.onnx_graphs import GraphSpec
-from edgekd.export.precision_check import accuracy, compare, full_graph_logits, log_comparison, validation_arrays
+from edgekd.export.precision_check import Reference, compare, log_comparison
 
 PRECISION = "fp16"
 METHOD = "FP16 weights and activations, FP32 inputs and outputs (onnxruntime float16 converter)"
@@ -27,12 +27,13 @@ METHOD = "FP16 weights and activations, FP32 inputs and outputs (onnxruntime flo
 
 def add(job: ExportJob) -> list[str]:
     assert job.manifest is not None
-    return add_fp16(job.folder, job.manifest, job.specs, job.data(required_by="FP16 parity"), job.log)
+    return add_fp16(job.folder, job.manifest, job.specs, job.fp32_reference(required_by="FP16 parity"), job.log)
 
 
-def add_fp16(folder: Path, manifest: Manifest, specs: list[GraphSpec], data: Any, log: Callable[[str], None]) -> list[str]:
-    """Convert every graph into `folder/fp16`, measure it against FP32 on the validation split of `data`
-    (the run's DataSplits), and enter the set in `manifest`."""
+def add_fp16(folder: Path, manifest: Manifest, specs: list[GraphSpec], reference: Reference,
+             log: Callable[[str], None]) -> list[str]:
+    """Convert every graph into `folder/fp16`, measure it against FP32 on the validation split (`reference`),
+    and enter the set in `manifest`."""
     out = folder / PRECISION
     out.mkdir()
     files = []
@@ -43,12 +44,9 @@ def add_fp16(folder: Path, manifest: Manifest, specs: list[GraphSpec], data: Any
         onnx.checker.check_model(model, full_check=True)
         onnx.save(model, str(out / spec.file))
         files.append(f"{PRECISION}/{spec.file}")
-    images, labels = validation_arrays(data)
-    reference = full_graph_logits(folder / names.graph_file(names.FULL), images)
-    fp32 = accuracy(reference, labels)
-    result = compare(folder, PRECISION, images, labels, reference)
+    result = compare(folder, PRECISION, reference)
     log(f"FP16: {len(files)} graphs ({METHOD})")
-    log_comparison("FP16", fp32, result, log)
+    log_comparison("FP16", reference.accuracy, result, log)
     manifest.precisions[PRECISION] = GraphSet(dir=PRECISION, files=files, method=METHOD, accuracy=result.accuracy,
-                                              fp32_accuracy=fp32, agreement=result.agreement)
+                                              fp32_accuracy=reference.accuracy, agreement=result.agreement)
     return files

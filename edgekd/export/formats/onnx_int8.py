@@ -19,7 +19,7 @@ from edgekd.bundle.manifest import GraphSet
 from edgekd.errors import EdgekdError
 from edgekd.export.job import ExportJob
 from edgekd.export.onnx_graphs import GraphSpec
-from edgekd.export.precision_check import Comparison, accuracy, compare, full_graph_logits, log_comparison, validation_arrays
+from edgekd.export.precision_check import Comparison, Reference, compare, log_comparison
 from edgekd.export.quantize import PRECISION_OF_SCHEME, SCHEMES, Scheme, calibration_inputs, quantize_graphs
 from edgekd.export.samples import write_calibration_sample
 
@@ -58,25 +58,24 @@ def _calibration_images(data: Any, count: int) -> np.ndarray:
 
 def add(job: ExportJob) -> list[str]:
     assert job.manifest is not None
-    return add_int8(job.folder, job.manifest, job.specs, job.data(required_by="INT8 calibration"), job.opts["calib_images"],
-                    job.opts["int8_scheme"], job.opts.get("max_int8_drop"), job.log)
+    data = job.data(required_by="INT8 calibration")
+    return add_int8(job.folder, job.manifest, job.specs, data, job.fp32_reference(required_by="INT8 calibration"),
+                    job.opts["calib_images"], job.opts["int8_scheme"], job.opts.get("max_int8_drop"), job.log)
 
 
-def add_int8(folder: Path, manifest: Manifest, specs: list[GraphSpec], data: Any, calib_images: int, scheme: Scheme,
-             max_drop: float | None, log: Callable[[str], None]) -> list[str]:
+def add_int8(folder: Path, manifest: Manifest, specs: list[GraphSpec], data: Any, reference: Reference, calib_images: int,
+             scheme: Scheme, max_drop: float | None, log: Callable[[str], None]) -> list[str]:
     """Quantize every graph into `folder/<precision>`, calibrated on the training images of `data` (the run's
-    DataSplits), measure INT8 vs FP32 on its validation split, and enter the set in `manifest`."""
+    DataSplits), measure INT8 vs FP32 on the validation split (`reference`), and enter the set in `manifest`."""
     precision = PRECISION_OF_SCHEME[scheme]
     images = _calibration_images(data, calib_images)
     log(f"INT8 ({scheme}): calibrating {len(images)} training images per graph ({SCHEMES[scheme]})")
     inputs = calibration_inputs(folder, specs, images)
-    val_images, val_labels = validation_arrays(data)
-    reference = full_graph_logits(folder / names.graph_file(names.FULL), val_images)
-    fp32 = accuracy(reference, val_labels)
+    fp32 = reference.accuracy
     for steps in range(len(SENSITIVE_STEPS) + 1):
         keep = {s.name: sensitive_nodes(folder / s.file, steps) for s in specs} if steps else {}
         files = quantize_graphs(folder, specs, inputs, folder / precision, scheme, keep)
-        result = compare(folder, precision, val_images, val_labels, reference, simulate=True)
+        result = compare(folder, precision, reference, simulate=True)
         if steps:
             log(f"  kept in FP32: {', '.join(SENSITIVE_STEPS[:steps])} ({len(keep[names.FULL])} nodes of the full graph)")
         log_comparison("INT8", fp32, result, log)
