@@ -7,7 +7,7 @@ needs, printed before the runs start:
 - oto and mtkd_ssr: the same teacher with exit heads trained on its frozen backbone;
 - demkd: two more narrow teachers (VGG13, ResNet32x4) beside the shared one;
 - dkd and demkd: the logit-term warm-up shortened in proportion to the epochs;
-- skd: Adam at a constant lr, as its paper trains (the epochs split into its 5 phases).
+- skd: Adam at a constant lr, as its paper trains (the epochs split into its 6 phases: stem, 4 stages, classifier).
 Variants on request: `mskd_phased` (MSKD's phased schedule) and `oto_joint` (OtO with a 4-exit
 teacher trained from scratch instead of heads on the frozen teacher).
 
@@ -20,7 +20,8 @@ import copy
 import time
 from pathlib import Path
 
-from edgekd.config import deep_merge, read_yaml, recipe_path, resolve
+from edgekd.config import deep_merge, read_yaml, recipe_path
+from edgekd.recipe_loading import resolve_recipe
 from edgekd.engine.run import train_and_evaluate
 from edgekd.report import write_report
 
@@ -94,7 +95,7 @@ def main() -> None:
         for method in args.methods:
             raw = method_setup(method, shared, args)
             raw["train"]["seed"] = seed
-            config = resolve(raw, source=raw["name"])
+            config = resolve_recipe(raw, source=raw["name"])
             run_dir = args.runs_dir / config.run_name
             start = time.perf_counter()
             if not (run_dir / "results.json").exists():

@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "create_model": "edgekd.models",
     "list_models": "edgekd.models",
-    "load_recipe": "edgekd.config",
+    "load_recipe": "edgekd.recipe_loading",
     "list_recipes": "edgekd.config",
 }
 

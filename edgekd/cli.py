@@ -6,30 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from edgekd.errors import EdgekdError
-from edgekd.install_hints import ONNXRUNTIME_MISSING, TRAIN_EXTRA_HINT
-
-
-def guarded(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Run a subcommand; a user mistake prints one clear line instead of a traceback."""
-    try:
-        return command(args)
-    except EdgekdError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except ModuleNotFoundError as err:
-        if err.name == "onnxruntime":
-            print(f"error: {ONNXRUNTIME_MISSING}", file=sys.stderr)
-            return 2
-        if err.name in ("torch", "torchvision", "yaml", "tqdm", "matplotlib", "timm", "safetensors"):
-            print(f"error: {err.name} is not installed; {TRAIN_EXTRA_HINT}", file=sys.stderr)
-            return 2
-        raise
-    except KeyboardInterrupt:
-        print("\ninterrupted; a recipe continues from its last checkpoint with --resume", file=sys.stderr)
-        return 130
+from edgekd.errors import EdgekdError, guarded
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -1,4 +1,7 @@
-"""The typed recipe schema, recipe loading, profiles and `--set` overrides.
+"""The typed recipe schema, recipe files, profiles and `--set` overrides: a pure schema that
+imports nothing else of edgekd's but its error type and name matching, so data/, models/ and
+methods/ take these types directly. Whether the names a recipe uses exist (datasets, models,
+methods) is checked one layer up, in `edgekd.recipe_loading`.
 
 A recipe is YAML read with `yaml.safe_load` (no tags that run code). Resolution order:
 file -> profile overrides -> `--set key=value` overrides -> teacher `train:` overrides merged onto
@@ -16,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edgekd.errors import EdgekdError
-from edgekd.registry import closest
+from edgekd.registry import closest, unknown_name_message
 
 
 def _shipped_recipes() -> Path:
@@ -283,8 +286,6 @@ def recipe_path(name: str) -> Path:
         candidate = folder / f"{name}.yaml"
         if candidate.is_file():
             return candidate
-    from edgekd.registry import unknown_name_message
-
     raise EdgekdError(unknown_name_message("recipe", name, list_recipes()))
 
 
@@ -304,7 +305,8 @@ def read_yaml(path: Path) -> dict:
 
 
 def resolve(raw: dict, *, profile: str | None = None, overrides: list[str] = (), source: str = "recipe") -> RecipeConfig:
-    """Apply a profile and `--set` overrides to a raw recipe dict and validate it."""
+    """Apply a profile and `--set` overrides to a raw recipe dict and validate it against the schema
+    (the names it refers to are checked by `edgekd.recipe_loading`)."""
     raw = copy.deepcopy(raw)
     profiles = raw.pop("profiles", None) or {}
     if profile is not None:
@@ -325,52 +327,9 @@ def resolve(raw: dict, *, profile: str | None = None, overrides: list[str] = (),
             heads_base = deep_merge({k: v for k, v in teacher["train"].items() if k != "seed"}, HEADS_TRAIN_DEFAULTS)
             teacher["heads_train"] = deep_merge(heads_base, teacher.get("heads_train") or {})
     try:
-        config = RecipeConfig.model_validate(raw)
+        return RecipeConfig.model_validate(raw)
     except ValidationError as err:
         raise EdgekdError(_format_validation_error(err, source)) from None
-    _validate_names(config)
-    return config
-
-
-def _validate_names(config: RecipeConfig) -> None:
-    """Registry names (dataset, models, heads, method and its parameters), and a teacher cache the method
-    cannot use, fail here, before any work."""
-    from edgekd.data import DATASETS
-    from edgekd.methods import build_params
-    from edgekd.models import HEADS, MODELS
-
-    from edgekd.models.sources import check_library_name, library_of
-
-    DATASETS.get(config.data.name)
-    for model in [config.student] + [t.model for t in config.teachers]:
-        if library_of(model.name) is None:
-            MODELS.get(model.name)
-        else:
-            check_library_name(model.name)
-        HEADS.get(model.head)
-    build_params(config.method)
-    if config.teachers and config.train.teacher_cache_views:
-        from edgekd.data.batch_augment import PADDING
-        from edgekd.data.transforms import resolve_preset
-        from edgekd.engine.teacher_cache import cache_refusal
-        from edgekd.methods import METHODS
-
-        batched = resolve_preset(config.data.augment, config.data.image_size) in PADDING
-        refusal = cache_refusal(METHODS.get(config.method.name), batched, config.train.progressive_resize is not None)
-        if refusal:
-            raise EdgekdError(refusal)
-    if config.export is not None:
-        from edgekd.export.formats import check_request
-
-        check_request(config.export.format, config.export.options())
-
-
-def load_recipe(name: str, *, profile: str | None = None, overrides: list[str] = ()) -> RecipeConfig:
-    """Load recipes/NAME.yaml (or a path), apply `profile` and `key=value` overrides, validate."""
-    path = recipe_path(name)
-    raw = read_yaml(path)
-    raw.setdefault("name", path.stem)
-    return resolve(raw, profile=profile, overrides=list(overrides), source=path.stem)
 
 
 def dump_config(config: RecipeConfig) -> str:

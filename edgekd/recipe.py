@@ -11,9 +11,13 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, guarded
 from edgekd.install_hints import require_onnxruntime
+
+if TYPE_CHECKING:
+    from edgekd.config import RecipeConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     import torch.distributed as dist
 
-    from edgekd.config import load_recipe
+    from edgekd.recipe_loading import load_recipe
     from edgekd.engine.distributed import init_distributed
     from edgekd.engine.run import train_and_evaluate
     from edgekd.engine.timing import format_duration
@@ -95,7 +99,7 @@ def show_library_notices(is_main: bool) -> None:
         logger.setLevel(logging.INFO)
 
 
-def _bundle_dir(config, args: argparse.Namespace) -> Path | None:  # noqa: ANN001 (RecipeConfig)
+def _bundle_dir(config: RecipeConfig, args: argparse.Namespace) -> Path | None:
     """Where the recipe's bundle goes; refused before any training if a bundle is already there or if
     onnxruntime, which checks the exported graphs, is missing."""
     if config.export is None:
@@ -115,8 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edgekd.recipe", description=__doc__.split("\n\n")[1])
     add_arguments(parser)
     args = parser.parse_args(argv)
-    from edgekd.cli import guarded
-
     return guarded(run, args)
 
 

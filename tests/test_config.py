@@ -1,7 +1,11 @@
-"""Recipe validation: unknown keys with their path and closest key, types and ranges, overrides."""
+"""Recipe validation: unknown keys with their path and closest key, types and ranges, registry names, overrides."""
+import ast
+from pathlib import Path
+
 import pytest
 
-from edgekd.config import list_recipes, load_recipe, resolve
+from edgekd.config import list_recipes, resolve
+from edgekd.recipe_loading import load_recipe, resolve_recipe
 from edgekd.errors import EdgekdError
 
 BASE = {"name": "t", "student": {"name": "resnet18"}, "method": {"name": "ce"}}
@@ -38,11 +42,19 @@ def test_wrong_type_or_range_names_the_field():
 
 def test_unknown_registry_names_fail_before_any_work():
     with pytest.raises(EdgekdError, match="unknown dataset 'cifar1000'; did you mean 'cifar100'"):
-        resolve({**BASE, "data": {"name": "cifar1000"}})
+        resolve_recipe({**BASE, "data": {"name": "cifar1000"}})
     with pytest.raises(EdgekdError, match="unknown method 'kdd'"):
-        resolve({**BASE, "method": {"name": "kdd"}})
+        resolve_recipe({**BASE, "method": {"name": "kdd"}})
     with pytest.raises(EdgekdError, match="unknown model"):
-        resolve({**BASE, "student": {"name": "resnet19"}})
+        resolve_recipe({**BASE, "student": {"name": "resnet19"}})
+    assert resolve({**BASE, "method": {"name": "kdd"}}).method.name == "kdd"  # the schema alone does not look names up
+
+
+def test_the_schema_imports_no_other_part_of_edgekd():
+    tree = ast.parse(Path(__import__("edgekd.config").config.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert {m for m in imported if m.startswith("edgekd")} <= {"edgekd.errors", "edgekd.registry"}
 
 
 def test_set_overrides_profiles_and_lists():

@@ -54,7 +54,7 @@ def test_logit_term_golden_value_with_per_sample_weights():
     y = [0, 1]
     out = ExitOutputs([torch.randn(2, 4), torch.tensor(zs)], [])
     terms = method.loss(out, [ExitOutputs([torch.tensor(CONFIDENT)], []), ExitOutputs([torch.tensor(UNSURE)], [])],
-                        torch.tensor(y), epoch=2, step=0)
+                        torch.tensor(y), epoch=2, step=0, plan=method.everything())
     total = 0.0
     for b in range(2):
         h = [_entropy(CONFIDENT[b]), _entropy(UNSURE[b])]
@@ -74,7 +74,7 @@ def test_feature_term_uses_penultimate_stages_of_different_teachers():
     images, target = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
     with torch.no_grad():
         teacher_outs = [t.eval()(images) for t in teachers]
-    terms = method.loss(student(images), teacher_outs, target, epoch=1, step=0)
+    terms = method.loss(student(images), teacher_outs, target, epoch=1, step=0, plan=method.everything())
     assert terms["feat"].item() > 0
     terms["feat"].backward()
     assert all(p.grad is not None for p in method.regressors.parameters())

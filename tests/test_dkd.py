@@ -1,4 +1,5 @@
-"""DKD: golden values by hand, the identity KD = TCKD + (1 - p_t) NCKD, warm-up."""
+"""DKD: golden values by hand (ordinary and extreme logits), the identity KD = TCKD + (1 - p_t) NCKD, warm-up."""
+from decimal import Decimal, localcontext
 
 import pytest
 import torch
@@ -22,6 +23,34 @@ def test_tckd_and_nckd_golden_values():
     assert got_n.item() == pytest.approx(kl(qt, qs), rel=1e-5)
 
 
+def _tckd_exact(s: list[float], t: list[float], y: int, temperature: float) -> float:
+    """TCKD by its definition in 150-digit decimals: p_t from exp and sum, 1 - p_t by subtraction,
+    where float32 would underflow or round p_t to 1."""
+    with localcontext() as ctx:
+        ctx.prec = 150
+
+        def split(z: list[float]) -> tuple[Decimal, Decimal]:
+            e = [(Decimal(v) / Decimal(temperature)).exp() for v in z]
+            p = e[y] / sum(e)
+            return p, 1 - p
+
+        (ps, qs), (pt, qt) = split(s), split(t)
+        return float(pt * (pt.ln() - ps.ln()) + qt * (qt.ln() - qs.ln()))
+
+
+@pytest.mark.parametrize("s, t", [
+    ([-60.0, 40.0, 35.0, 0.0], [2.0, 1.0, 0.0, -1.0]),     # the student's target probability underflows float32
+    ([90.0, 0.0, -5.0, 1.0], [3.0, 4.0, 0.0, 1.0]),       # the student's p_t rounds to 1 in float32, so 1 - p_t is 0
+    ([2.0, 1.0, 0.0, -1.0], [120.0, -30.0, 0.0, 5.0]),     # a teacher at p_t = 1 - 1e-50 (float64 rounds it to 1 too)
+])
+def test_tckd_stays_exact_for_extreme_logits(s, t):
+    got, _ = decoupled_kl(torch.tensor([s]), torch.tensor([t]), torch.tensor([0]), 1.0)
+    assert got.item() == pytest.approx(_tckd_exact(s, t, 0, 1.0), rel=1e-5)
+    student = torch.tensor([s], requires_grad=True)
+    decoupled_kl(student, torch.tensor([t]), torch.tensor([0]), 1.0)[0].sum().backward()
+    assert torch.isfinite(student.grad).all() and student.grad.abs().sum() > 0  # the gradient is not lost to a clamp
+
+
 @pytest.mark.parametrize("temperature", [1.0, 4.0])
 def test_kd_equals_tckd_plus_weighted_nckd(temperature):
     torch.manual_seed(0)
@@ -40,8 +69,8 @@ def test_dkd_method_weights_and_warmup():
     out = ExitOutputs([torch.randn(8, 4), torch.randn(8, 4), zs], [])
     teacher = ExitOutputs([zt], [])
     tckd, nckd = decoupled_kl(zs, zt, y, 4.0)
-    at5 = method.loss(out, [teacher], y, epoch=5, step=0)
-    at40 = method.loss(out, [teacher], y, epoch=40, step=0)
+    at5 = method.loss(out, [teacher], y, epoch=5, step=0, plan=method.everything())
+    at40 = method.loss(out, [teacher], y, epoch=40, step=0, plan=method.everything())
     assert at5["tckd"].item() == pytest.approx(5 / 20 * 16 * tckd.mean().item(), rel=1e-5)
     assert at40["nckd"].item() == pytest.approx(16 * 8 * nckd.mean().item(), rel=1e-5)
     assert at40["ce"].item() == pytest.approx(torch.nn.functional.cross_entropy(zs, y).item(), rel=1e-6)

@@ -37,7 +37,7 @@ def test_ce_method_sums_every_exit():
     logits = [[[2.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]], [[0.0, 0.0, 0.0]]]
     y = torch.tensor([0])
     expected = sum(-math.log(softmax(r[0])[0]) for r in logits)
-    terms = method.loss(_outputs(logits), [], y, epoch=1, step=0)
+    terms = method.loss(_outputs(logits), [], y, epoch=1, step=0, plan=method.everything())
     assert set(terms) == {"ce"} and terms["ce"].item() == pytest.approx(expected, rel=1e-6)
 
 
@@ -48,7 +48,7 @@ def test_kd_method_terms_golden_values():
     s = [[[1.0, 0.0, 0.0]], [[0.0, 2.0, 0.0]], [[1.0, 2.0, 0.5]]]
     t = [[[0.2, 3.0, -1.0]]]
     y = torch.tensor([1])
-    terms = method.loss(_outputs(s), [_outputs(t)], y, epoch=1, step=0)
+    terms = method.loss(_outputs(s), [_outputs(t)], y, epoch=1, step=0, plan=method.everything())
     p_t, p_s = softmax(t[0][0], 2.0), softmax(s[2][0], 2.0)
     kd = 4.0 * sum(a * (math.log(a) - math.log(b)) for a, b in zip(p_t, p_s))
     assert terms["kd"].item() == pytest.approx(0.7 * kd, rel=1e-5)
@@ -64,7 +64,7 @@ def test_kd_gradients_reach_only_the_student():
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 4, (4,))
     with torch.no_grad():
         t_out = teacher(x)
-    sum(method.loss(student(x), [t_out], y, epoch=1, step=0).values()).backward()
+    sum(method.loss(student(x), [t_out], y, epoch=1, step=0, plan=method.everything()).values()).backward()
     assert all(p.grad is None for p in teacher.parameters())
     assert all(p.grad is not None for p in student.parameters())
 

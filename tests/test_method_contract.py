@@ -29,7 +29,7 @@ def test_teachers_stay_frozen_and_only_the_student_learns(name):
         teacher.register_forward_hook(lambda module, args, out: seen.append((module.training, torch.is_grad_enabled())))
     student = create_model("resnet18", num_classes=10, width=0.125)
     method = build_method(MethodConfig(name=name), student, teachers)
-    cfg = TrainConfig(epochs=5 if name == "skd" else 1, batch_size=32, lr=0.01, schedule="constant", device="cpu")
+    cfg = TrainConfig(epochs=6 if name == "skd" else 1, batch_size=32, lr=0.01, schedule="constant", device="cpu")
     Trainer(student, method, teachers, data, cfg, run_dir="unused", callbacks=[], log=lambda m: None).fit()
 
     assert seen and all(mode == (False, False) for mode in seen), "a teacher ran in train mode or with gradients"

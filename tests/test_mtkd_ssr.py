@@ -27,7 +27,7 @@ def test_mtkd_ssr_terms_golden_values_and_crd_gradient():
     feats_s = [torch.zeros(1, c, 2, 2) for c in (4, 8, 16)]
     feats_t = [torch.zeros(1, c, 2, 2) for c in (8, 16, 32)]
     terms = method.loss(ExitOutputs(logits, feats_s), [ExitOutputs([torch.tensor([r]) for r in t], feats_t)],
-                        torch.tensor([1]), epoch=1, step=0)
+                        torch.tensor([1]), epoch=1, step=0, plan=method.everything())
     srd = sum(4.0 * kl(softmax(tk, 2.0), softmax(sk, 2.0)) for sk, tk in zip(s, t))
     crd = sum(4.0 * kl(softmax(s[k + 1], 2.0), softmax(s[k], 2.0)) for k in range(2))
     assert terms["srd"].item() == pytest.approx(0.5 * srd, rel=1e-5)
@@ -43,6 +43,6 @@ def test_crd_from_the_final_exit():
     method = build_method(MethodConfig(name="mtkd_ssr", temperature=1.0, crd_source="final"), student, [student])
     s = [torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[0.0, 2.0, 0.0]]), torch.tensor([[1.0, 2.0, 0.5]])]
     feats = [torch.zeros(1, c, 2, 2) for c in (4, 8, 16)]
-    terms = method.loss(ExitOutputs(s, feats), [ExitOutputs(s, feats)], torch.tensor([1]), epoch=1, step=0)
+    terms = method.loss(ExitOutputs(s, feats), [ExitOutputs(s, feats)], torch.tensor([1]), epoch=1, step=0, plan=method.everything())
     expected = sum(kl(softmax(s[2][0].tolist()), softmax(z[0].tolist())) for z in s[:2])
     assert terms["crd"].item() == pytest.approx(expected, rel=1e-5)

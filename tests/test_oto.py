@@ -19,7 +19,7 @@ def test_oto_loss_golden_values_pair_exits_one_to_one():
     t = [[0.5, 0.1, 0.0], [0.0, 1.5, -1.0], [0.2, 3.0, -1.0]]
     y = 1
     terms = method.loss(ExitOutputs([torch.tensor([r]) for r in s], []), [ExitOutputs([torch.tensor([r]) for r in t], [])],
-                        torch.tensor([y]), epoch=1, step=0)
+                        torch.tensor([y]), epoch=1, step=0, plan=method.everything())
     kd = sum(4.0 * kl(softmax(tk, 2.0), softmax(sk, 2.0)) for sk, tk in zip(s, t))
     ce = sum(-math.log(softmax(r)[y]) for r in s)
     assert terms["kd"].item() == pytest.approx(0.7 * kd, rel=1e-5)
@@ -27,7 +27,7 @@ def test_oto_loss_golden_values_pair_exits_one_to_one():
     # Against MSKD, where every exit learns from the teacher's final exit, the terms differ.
     mskd = build_method(MethodConfig(name="mskd", temperature=2.0, alpha=0.7), student, [teacher])
     other = mskd.loss(ExitOutputs([torch.tensor([r]) for r in s], []), [ExitOutputs([torch.tensor([r]) for r in t], [])],
-                      torch.tensor([y]), epoch=1, step=0)
+                      torch.tensor([y]), epoch=1, step=0, plan=mskd.everything())
     assert other["kd"].item() != pytest.approx(terms["kd"].item(), rel=1e-3)
 
 

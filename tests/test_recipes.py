@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli, run_cli_here
-from edgekd.config import list_recipes, load_recipe
+from edgekd.config import list_recipes
+from edgekd.recipe_loading import load_recipe
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,9 @@ EXITS = [{"index": 1, "stage": 1, "channels": 8, "stride": 1, "params": 30000, "
 
 
 def _run(folder, name, method, best, last):
-    def split(acc):
-        return {"top1": acc[:2], "top5": [99.0, 99.0], "ensemble_top1": acc[2], "ensemble_top5": 99.0, "images": 100}
+    def split(acc):  # exits 1 and 2, the mean-softmax ensemble, and the mean-logit one where the run has it
+        logit = {"ensemble_logit_top1": acc[3]} if len(acc) > 3 else {}
+        return {"top1": acc[:2], "top5": [99.0, 99.0], "ensemble_top1": acc[2], "ensemble_top5": 99.0, "images": 100, **logit}
     folder.mkdir(parents=True)
     results = {"name": name, "method": method, "exits": EXITS,
                "best": {"epoch": 3, "val": split(best), "test": split(best)}, "last": {"epoch": 4, "val": split(last), "test": split(last)}}
@@ -19,9 +20,9 @@ def _run(folder, name, method, best, last):
 
 def test_report_groups_seeds_and_writes_plots(tmp_path):
     runs = tmp_path / "runs"
-    _run(runs / "kd_r18", "kd_r18", "kd", [50.0, 60.0, 62.0], [49.0, 59.0, 61.0])
-    _run(runs / "kd_r18-seed1", "kd_r18-seed1", "kd", [54.0, 64.0, 66.0], [53.0, 63.0, 65.0])
-    _run(runs / "ce_r18", "ce_r18", "ce", [40.0, 50.0, 52.0], [39.0, 49.0, 51.0])
+    _run(runs / "kd_r18", "kd_r18", "kd", [50.0, 60.0, 62.0, 61.0], [49.0, 59.0, 61.0, 60.0])
+    _run(runs / "kd_r18-seed1", "kd_r18-seed1", "kd", [54.0, 64.0, 66.0, 63.0], [53.0, 63.0, 65.0, 62.0])
+    _run(runs / "ce_r18", "ce_r18", "ce", [40.0, 50.0, 52.0], [39.0, 49.0, 51.0])  # recorded before the mean-logit ensemble
     (runs / "teachers" / "resnet34-x").mkdir(parents=True)  # the teacher cache is not a run of the report
     result = run_cli("report", str(runs), "--out", str(tmp_path / "rep"))
     assert result.returncode == 0, result.stderr
@@ -29,10 +30,11 @@ def test_report_groups_seeds_and_writes_plots(tmp_path):
     kd_row = next(line for line in text.splitlines() if line.startswith("|") and "kd_r18" in line and "0,1" in line)
     std = statistics.stdev([50.0, 54.0])
     assert f"52.00 ± {std:.2f}" in kd_row and "64.00 ± 2.83" in kd_row
+    assert kd_row.rstrip(" |").endswith("62.00 ± 1.41")  # the mean-logit ensemble: mean of 61 and 63
     last_section = text.split("## Last epoch")[1]
     assert "51.00 ± 2.83" in last_section  # kd exit 1, last epoch: mean of 49 and 53
     ce_row = next(line for line in last_section.splitlines() if "ce_r18" in line)
-    assert [c.strip() for c in ce_row.split("|")[1:-1]] == ["ce_r18", "ce", "0", "39.00", "49.00", "51.00"]  # one seed: no ±
+    assert [c.strip() for c in ce_row.split("|")[1:-1]] == ["ce_r18", "ce", "0", "39.00", "49.00", "51.00", "-"]  # one seed: no ±
     assert "0.07M" in text and "41.0" in text  # params and early-exit-path FLOPs of exit 2
     for png in ("accuracy_per_exit.png", "accuracy_vs_flops.png"):
         assert (tmp_path / "rep" / png).read_bytes()[:4] == b"\x89PNG"

@@ -40,7 +40,8 @@ def test_all_mode_matches_full_graph_and_the_ensemble(model, test_images):
     result = model.predict(images[:20], mode="all")
     for k in range(model.num_exits):
         np.testing.assert_allclose(result.all_probs[k].argmax(1), logits[k][:20].argmax(1))
-    np.testing.assert_array_equal(result.labels, np.mean(result.all_probs, axis=0).argmax(1))
+    np.testing.assert_array_equal(result.labels, np.mean(result.all_probs, axis=0).argmax(1))  # the label: mean softmax
+    np.testing.assert_allclose(result.ensemble_logits, np.mean([z[:20] for z in logits], axis=0), rtol=1e-5, atol=1e-5)
 
 
 def test_thresholds_route_samples_and_compaction_keeps_their_order(model, test_images):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
+from edgekd.config import DataConfig
 from edgekd.data import cifar, csv_list, imagefolder, shapes, tinyimagenet  # noqa: F401  (register datasets)
 from edgekd.data.registry import DATASETS, RawSplits
 from edgekd.data.splits import TransformedSubset
@@ -49,7 +50,7 @@ def _check_val_size(val_size: float, n: int) -> None:
         raise EdgekdError(f"data.val_size={val_size} leaves no train or no validation images out of {n}")
 
 
-def build_data(cfg, preprocess: Optional[Preprocess] = None) -> DataSplits:  # noqa: ANN001 (edgekd.config.DataConfig)
+def build_data(cfg: DataConfig, preprocess: Optional[Preprocess] = None) -> DataSplits:
     """Load the configured dataset and return its train / val / test splits, transformed with `preprocess`
     (a pretrained model's normalization, interpolation and crop), by default the dataset's own statistics."""
     raw: RawSplits = DATASETS.get(cfg.name)(cfg)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from torchvision.datasets import CIFAR10, CIFAR100
 
+from edgekd.config import DataConfig
 from edgekd.data.registry import DATASETS, RawSplits
 from edgekd.errors import EdgekdError
 
@@ -14,7 +15,7 @@ STATS = {
 }
 
 
-def _load(cls: type, folder: str, name: str, cfg) -> RawSplits:  # noqa: ANN001 (DataConfig; avoids a cycle)
+def _load(cls: type, folder: str, name: str, cfg: DataConfig) -> RawSplits:
     root = Path(cfg.root).expanduser()
     try:
         train = cls(str(root), train=True, download=cfg.download)
@@ -34,12 +35,12 @@ def _load(cls: type, folder: str, name: str, cfg) -> RawSplits:  # noqa: ANN001 
 
 
 @DATASETS.register("cifar10")
-def cifar10(cfg) -> RawSplits:  # noqa: ANN001
+def cifar10(cfg: DataConfig) -> RawSplits:
     """CIFAR-10 (50k train / 10k test, 32 px)."""
     return _load(CIFAR10, "cifar-10-batches-py", "cifar10", cfg)
 
 
 @DATASETS.register("cifar100")
-def cifar100(cfg) -> RawSplits:  # noqa: ANN001
+def cifar100(cfg: DataConfig) -> RawSplits:
     """CIFAR-100 (50k train / 10k test, 32 px)."""
     return _load(CIFAR100, "cifar-100-python", "cifar100", cfg)

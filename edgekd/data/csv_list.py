@@ -15,6 +15,7 @@ from typing import Any
 
 from torchvision.datasets.folder import IMG_EXTENSIONS, pil_loader
 
+from edgekd.config import DataConfig
 from edgekd.data.registry import DATASETS, RawSplits
 from edgekd.errors import EdgekdError
 from edgekd.bundle.splits import validation_count, validation_split
@@ -62,7 +63,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 
 @DATASETS.register("csv")
-def csv_dataset(cfg) -> RawSplits:  # noqa: ANN001 (edgekd.config.DataConfig)
+def csv_dataset(cfg: DataConfig) -> RawSplits:
     """Images and labels listed in the CSV file at data.root."""
     path = Path(cfg.root).expanduser()
     rows = read_rows(path)

@@ -7,6 +7,7 @@ from pathlib import Path
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from edgekd.config import DataConfig
 from edgekd.data.registry import DATASETS, RawSplits
 from edgekd.errors import EdgekdError
 
@@ -23,7 +24,7 @@ def class_folder(path: Path, split: str) -> ImageFolder:
 
 
 @DATASETS.register("imagefolder")
-def imagefolder(cfg) -> RawSplits:  # noqa: ANN001
+def imagefolder(cfg: DataConfig) -> RawSplits:
     """Class-per-folder images under data.root: train/ and test/ required, val/ optional."""
     root = Path(cfg.root).expanduser()
     train, test = class_folder(root / "train", "train"), class_folder(root / "test", "test")

@@ -11,6 +11,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
+from edgekd.config import DataConfig
 from edgekd.data.registry import DATASETS, RawSplits
 
 CLASSES = [
@@ -110,7 +111,7 @@ class ShapesDataset:
 
 
 @DATASETS.register("shapes")
-def shapes(cfg) -> RawSplits:  # noqa: ANN001 (DataConfig)
+def shapes(cfg: DataConfig) -> RawSplits:
     """Procedural 10-class shapes with easy and hard samples (sizes: data.train_size/test_size)."""
     train = ShapesDataset("train", cfg.train_size, seed=cfg.seed)
     test = ShapesDataset("test", cfg.test_size, seed=cfg.seed)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from edgekd.config import DataConfig
 from edgekd.data.registry import DATASETS, RawSplits
 from edgekd.errors import EdgekdError
 
@@ -40,7 +41,7 @@ def _class_names(root: Path, wnids: list[str]) -> list[str]:
 
 
 @DATASETS.register("tinyimagenet")
-def tinyimagenet(cfg) -> RawSplits:  # noqa: ANN001
+def tinyimagenet(cfg: DataConfig) -> RawSplits:
     """Tiny ImageNet from data.root/tiny-imagenet-200 (wnids.txt, train/<wnid>/images, val/)."""
     root = Path(cfg.root).expanduser() / FOLDER
     annotations = root / "val" / "val_annotations.txt"

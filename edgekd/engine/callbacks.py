@@ -84,8 +84,8 @@ class MetricsLogger(Callback):
 
 
 class Checkpointer(Callback):
-    """`last.pt` after every epoch (everything needed to resume) and `best.pt` when the selected
-    validation accuracy improves (weights and metadata only)."""
+    """`last.pt` after every epoch (everything needed to resume) and `best.pt` when the trainer
+    says the selected validation accuracy improved (weights and metadata only)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -93,9 +93,6 @@ class Checkpointer(Callback):
     def on_epoch_end(self, trainer: "Trainer", record: dict[str, Any]) -> None:
         if not trainer.info.is_main:
             return
-        score = trainer.selection_score(record)
-        improved = score is not None and (trainer.best_score is None or score > trainer.best_score)
-        if improved:
-            trainer.best_score, trainer.best_epoch = score, record["epoch"]
+        if trainer.improved:  # the trainer owns the best epoch; this only writes it
             save_checkpoint(self.folder / "best.pt", trainer.checkpoint_state(record, resumable=False))
         save_checkpoint(self.folder / "last.pt", trainer.checkpoint_state(record, resumable=True))

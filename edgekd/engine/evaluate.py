@@ -1,4 +1,9 @@
-"""Per-exit top-1/top-5 and the ensemble of exits (mean softmax), summed across DDP ranks."""
+"""Per-exit top-1/top-5 and the two ensembles of exits, summed across DDP ranks.
+
+`ensemble_top1` is the mean of the exits' softmax outputs: the ensemble edgekd selects with and the
+runtime answers with (bounded per exit, so one exit with large logits cannot outvote the rest).
+`ensemble_logit_top1` is the mean of their logits, what BYOT's code reports; both are recorded.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -17,11 +22,11 @@ def evaluate(
     amp_dtype: torch.dtype | None = None, info: DistInfo = DistInfo(),
     channels_last: bool = False,
 ) -> dict[str, Any]:
-    """Accuracy (%) of every exit and of the mean-softmax ensemble on `loader`."""
+    """Accuracy (%) of every exit, of the mean-softmax ensemble and of the mean-logit one on `loader`."""
     was_training = model.training
     model.eval()
     k = model.num_exits
-    correct = torch.zeros(2, k + 1, dtype=torch.float64)  # rows: top-1, top-5; last column: ensemble
+    correct = torch.zeros(2, k + 2, dtype=torch.float64)  # rows: top-1, top-5; last columns: the two ensembles
     seen = torch.zeros(1, dtype=torch.float64)
     for images, target in loader:
         images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
@@ -31,7 +36,8 @@ def evaluate(
         with amp:
             logits = model(images).logits
         probs = [z.float().softmax(dim=1) for z in logits]
-        for j, p in enumerate([*probs, torch.stack(probs).mean(0)]):
+        mean_logits = torch.stack([z.float() for z in logits]).mean(0)
+        for j, p in enumerate([*probs, torch.stack(probs).mean(0), mean_logits]):
             top = p.topk(min(5, p.shape[1]), dim=1).indices
             hits = top.eq(target[:, None])
             correct[0, j] += hits[:, 0].sum().item()
@@ -46,5 +52,7 @@ def evaluate(
         "top5": [round(a, 3) for a in acc[1][:k]],
         "ensemble_top1": round(acc[0][k], 3),
         "ensemble_top5": round(acc[1][k], 3),
+        "ensemble_logit_top1": round(acc[0][k + 1], 3),
+        "ensemble_logit_top5": round(acc[1][k + 1], 3),
         "images": int(seen.item()),
     }

@@ -9,11 +9,15 @@ entries and of MosaicML Composer's ProgressiveResizing). Batches are downsampled
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
+from edgekd.config import ProgressiveResizeConfig
 
-def epoch_size(epoch: int, epochs: int, full: int, cfg) -> int:  # noqa: ANN001 (ProgressiveResizeConfig or None)
+
+def epoch_size(epoch: int, epochs: int, full: int, cfg: Optional[ProgressiveResizeConfig]) -> int:
     """The image side trained on in `epoch` (1-based) of `epochs`."""
     if cfg is None:
         return full

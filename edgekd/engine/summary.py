@@ -5,15 +5,17 @@ from typing import Any
 
 
 def exit_table(results: dict[str, Any]) -> str:
-    """Exit, stage, params, MFLOPs, then top-1 on validation and test for the best and last weights."""
+    """Exit, stage, params, MFLOPs, then top-1 on validation and test for the best and last weights;
+    `ens` is the mean-softmax ensemble, `ens (logits)` the mean-logit one."""
     header = ["exit", "stage", "params", "MFLOPs", "val top1 (best)", "test top1 (best)", "test top1 (last)"]
     rows = []
     best, last = results["best"], results["last"]
     for i, info in enumerate(results["exits"]):
         rows.append([str(info["index"]), str(info["stage"]), f"{info['params'] / 1e6:.2f}M", f"{info['flops'] / 1e6:.1f}",
                      f"{best['val']['top1'][i]:.2f}", f"{best['test']['top1'][i]:.2f}", f"{last['test']['top1'][i]:.2f}"])
-    rows.append(["ens", "-", "-", "-", f"{best['val']['ensemble_top1']:.2f}", f"{best['test']['ensemble_top1']:.2f}",
-                 f"{last['test']['ensemble_top1']:.2f}"])
+    for label, key in (("ens", "ensemble_top1"), ("ens (logits)", "ensemble_logit_top1")):
+        if key in best["test"]:
+            rows.append([label, "-", "-", "-", f"{best['val'][key]:.2f}", f"{best['test'][key]:.2f}", f"{last['test'][key]:.2f}"])
     return markdown_table(header, rows)
 
 

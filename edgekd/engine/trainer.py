@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from edgekd.config import TrainConfig
 from edgekd.data import DataSplits
 from edgekd.engine.callbacks import Callback, Checkpointer, MetricsLogger, ProgressBar
 from edgekd.engine.loggers import build_loggers
@@ -31,6 +32,7 @@ from edgekd.engine.timing import TIMED_STEPS, estimate_fit_seconds, format_durat
 from edgekd.engine.rng import rng_state, set_rng_state
 from edgekd.errors import EdgekdError
 from edgekd.methods import Method
+from edgekd.methods.base import Phase, Trainable
 from edgekd.models import ExitOutputs, MultiExitNet
 
 
@@ -45,8 +47,9 @@ class StudentAndMethod(nn.Module):
         super().__init__()
         self.student, self.method = student, method
 
-    def forward(self, images: Tensor, teacher_outs: list[ExitOutputs], target: Tensor, epoch: int, step: int) -> dict[str, Tensor]:
-        return self.method.loss(self.student(images), teacher_outs, target, epoch=epoch, step=step)
+    def forward(self, images: Tensor, teacher_outs: list[ExitOutputs], target: Tensor, epoch: int, step: int,
+                plan: Trainable) -> dict[str, Tensor]:
+        return self.method.loss(self.student(images), teacher_outs, target, epoch=epoch, step=step, plan=plan)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -70,7 +73,7 @@ class Trainer:
     """Trains `student` with `method` from frozen `teachers` on `data` as `cfg` (TrainConfig) says."""
 
     def __init__(
-        self, student: MultiExitNet, method: Method, teachers: list[MultiExitNet], data: DataSplits, cfg: Any, *,
+        self, student: MultiExitNet, method: Method, teachers: list[MultiExitNet], data: DataSplits, cfg: TrainConfig, *,
         run_dir: Path, workers: int = 0, metadata: dict[str, Any] | None = None, info: DistInfo = DistInfo(),
         callbacks: list[Callback] | None = None, log: Callable[[str], None] = print, estimate: bool = True,
     ) -> None:
@@ -84,14 +87,18 @@ class Trainer:
             self.student.to(memory_format=torch.channels_last)
         self.image_size, self.num_classes = data.image_size, data.num_classes
         self.image_channels = 3
+        self.phases = method.phases(cfg.epochs)
+        if sum(phase.epochs for phase in self.phases) != cfg.epochs or any(phase.epochs < 1 for phase in self.phases):
+            raise ValueError(f"method {type(method).__name__} planned phases of {[p.epochs for p in self.phases]} epochs "
+                             f"for a run of {cfg.epochs}")
         module = StudentAndMethod(self.student, self.method)
         self.train_module: nn.Module = module
         self.plain_module = module  # without the DDP wrapper: what the time estimate copies
         if info.enabled:
             ids = [self.device.index or info.local_rank] if self.device.type == "cuda" else None
-            # A method that freezes parts in some epochs leaves them without gradients there.
-            phased = any(method.trainable(e, cfg.epochs) is not None for e in range(1, cfg.epochs + 1))
-            self.train_module = DistributedDataParallel(module, device_ids=ids, find_unused_parameters=phased)
+            # A method that freezes parts in some phases leaves them without gradients there.
+            partial = any(p.trainable != method.everything() for p in self.phases)
+            self.train_module = DistributedDataParallel(module, device_ids=ids, find_unused_parameters=partial)
         self.amp_dtype = autocast_dtype(cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.train_sampler = EpochSampler(len(data.train), shuffle=True, seed=cfg.seed, info=info)
@@ -113,15 +120,17 @@ class Trainer:
         if self.steps_per_epoch == 0:
             raise EdgekdError(f"train.batch_size={cfg.batch_size} is larger than the {len(data.train)} training images per process")
         self.optimizer = build_optimizer(module.parameters(), cfg)
-        self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
+        self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch, [p.epochs for p in self.phases])
         self.callbacks = callbacks if callbacks is not None else [
             ProgressBar(), MetricsLogger(self.run_dir / "metrics.jsonl"), Checkpointer(self.run_dir / "checkpoints"),
             *build_loggers(cfg.loggers, self.run_dir, self.metadata.get("config", {})),
         ]
         self.start_epoch, self.global_step = 1, 0
         self.estimate, self.fit_seconds = estimate, 0.0
+        # The trainer alone owns the best epoch; callbacks read these (Checkpointer writes best.pt).
         self.best_score: float | None = None
         self.best_epoch: int | None = None
+        self.improved = False  # whether the epoch that just ended is the new best
 
     def _build_teacher_cache(self) -> None:
         start, views = time.perf_counter(), self.cfg.teacher_cache_views
@@ -238,20 +247,44 @@ class Trainer:
                     teacher_outs = [teacher(images) for teacher in self.teachers]
             if self.cfg.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            return module(images, teacher_outs, target, epoch, step)
+            return module(images, teacher_outs, target, epoch, step, self.plan(epoch))
 
     def epoch_size(self, epoch: int) -> int:
         """The side of the images `epoch` trains on (smaller in early epochs under `progressive_resize`)."""
         return epoch_size(epoch, self.cfg.epochs, self.image_size, self.cfg.progressive_resize)
 
+    def plan(self, epoch: int) -> Trainable:
+        """What trains in `epoch` (1-based): the plan of the method's phase that holds it."""
+        return self.phase_of(epoch).trainable
+
+    def phase_of(self, epoch: int) -> Phase:
+        end = 0
+        for phase in self.phases:
+            end += phase.epochs
+            if epoch <= end:
+                return phase
+        return self.phases[-1]
+
     def apply_phase(self, epoch: int) -> None:
         """Freeze the trunks and heads the method does not train this epoch; their BatchNorm stays
         in eval mode so its running statistics do not drift while the weights are frozen."""
-        plan = self.method.trainable(epoch, self.cfg.epochs)
+        plan = self.plan(epoch)
         for k, (trunk, head) in enumerate(zip(self.student.trunks, self.student.heads)):
-            for part, trains in ((trunk, plan is None or k in plan.trunks), (head, plan is None or k in plan.heads)):
+            for part, trains in ((trunk, k in plan.trunks), (head, k in plan.heads)):
                 part.requires_grad_(trains)
                 part.train(trains)
+        stem = self.student.stem
+        if plan.stem is not None and stem is not None:
+            stem.requires_grad_(plan.stem)
+            stem.train(plan.stem)
+
+    def track_best(self, record: dict[str, Any]) -> bool:
+        """Update the best epoch from `record`'s validation accuracy; True where it improved."""
+        score = self.selection_score(record)
+        improved = score is not None and (self.best_score is None or score > self.best_score)
+        if improved:
+            self.best_score, self.best_epoch = score, record["epoch"]
+        return improved
 
     def fit(self, resume_from: Path | None = None) -> dict[str, Any]:
         """Train to `cfg.epochs`; returns the last epoch's record."""
@@ -272,6 +305,7 @@ class Trainer:
             record = {"epoch": epoch, "lr": lr, **self._train_epoch(epoch)}
             record["val"] = evaluate(self.student, self.val_loader, self.device, amp_dtype=self.amp_dtype,
                                      info=self.info, channels_last=self.cfg.channels_last)
+            self.improved = self.track_best(record)
             self._call("on_epoch_end", record)
         self._call("on_fit_end")
         self.fit_seconds = time.perf_counter() - start

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ValidationError
 
+from edgekd.config import MethodConfig
 from edgekd.errors import EdgekdError
 from edgekd.methods import ce, demkd, dkd, exit_heads, kd, mskd, mtkd_ssr, oto, self_kd, skd  # noqa: F401  (register methods)
 from edgekd.methods.base import Method
@@ -11,7 +12,7 @@ from edgekd.models import MultiExitNet
 from edgekd.registry import closest
 
 
-def build_params(method_config) -> BaseModel:  # noqa: ANN001 (edgekd.config.MethodConfig)
+def build_params(method_config: MethodConfig) -> BaseModel:
     """Validate the `method:` keys against the method's parameter model, naming bad fields."""
     cls = METHODS.get(method_config.name)
     params = method_config.params
@@ -28,7 +29,7 @@ def build_params(method_config) -> BaseModel:  # noqa: ANN001 (edgekd.config.Met
         raise EdgekdError(f"method '{method_config.name}': {problems}") from None
 
 
-def build_method(method_config, student: MultiExitNet, teachers: list[MultiExitNet]) -> Method:  # noqa: ANN001
+def build_method(method_config: MethodConfig, student: MultiExitNet, teachers: list[MultiExitNet]) -> Method:
     """The configured method, after checking it got as many teachers as it needs."""
     cls = METHODS.get(method_config.name)
     n, lo, hi = len(teachers), cls.min_teachers, cls.max_teachers

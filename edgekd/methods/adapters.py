@@ -4,17 +4,30 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgekd.models import MultiExitNet
+from edgekd.models import ExitOutputs, MultiExitNet
 
 
 @torch.no_grad()
-def stage_channels(model: MultiExitNet) -> list[int]:
-    """Output channels of every stage of `model` (one dummy forward on a copy-free eval pass)."""
+def _probe(model: MultiExitNet) -> ExitOutputs:
+    """`model`'s outputs for one blank image, in eval mode (no BatchNorm statistics move)."""
     was_training = model.training
     model.eval()
-    stages = model(torch.zeros(1, 3, model.image_size, model.image_size)).stages
+    out = model(torch.zeros(1, 3, model.image_size, model.image_size))
     model.train(was_training)
-    return [s.shape[1] for s in stages]
+    return out
+
+
+def stage_channels(model: MultiExitNet) -> list[int]:
+    """Output channels of every stage of `model`."""
+    return [s.shape[1] for s in _probe(model).stages]
+
+
+def stem_channels(model: MultiExitNet) -> int:
+    """Output channels of `model`'s stem (a model with `MultiExitNet.stem`)."""
+    stem = _probe(model).stem
+    if stem is None:
+        raise ValueError("this model has no separable stem")
+    return stem.shape[1]
 
 
 def channel_adapter(in_channels: int, out_channels: int, *, always: bool = False) -> nn.Module:

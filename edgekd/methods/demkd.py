@@ -1,6 +1,6 @@
 """`demkd`: entropy-weighted decoupled multi-teacher KD (DE-MKD, Cheng et al., Mathematics 2024). Reconstructed [R].
 
-Only the abstract is available (METHODS.md section 8); the form below is edgekd's reconstruction.
+Only the abstract is available (docs/methods.md, "DE-MKD"); the form below is edgekd's reconstruction.
 Per sample b, teacher k gets a weight w_{k,b} from its prediction entropy H_{k,b} (confident teachers
 weigh more), summing to 1 over teachers (`weighting`):
 - `entropy_softmax`: w = softmax_k(-H_k)                              (primary)
@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from edgekd.errors import EdgekdError
 from edgekd.methods.adapters import channel_adapter, stage_channels
-from edgekd.methods.base import Method
+from edgekd.methods.base import Method, Trainable
 from edgekd.methods.losses import decoupled_kl, early_exits_ce, entropy, match_spatial
 from edgekd.methods.registry import METHODS
 from edgekd.models import ExitOutputs, MultiExitNet
@@ -53,29 +53,29 @@ def teacher_weights(teacher_logits: list[Tensor], target: Tensor, weighting: str
 
 
 @METHODS.register("demkd")
-class DEMKD(Method):
+class DEMKD(Method[DEMKDParams]):
     Params = DEMKDParams
     min_teachers, max_teachers = 1, None
     reads_student_features = True
 
     @classmethod
-    def features_read(cls, params: BaseModel) -> tuple[bool, bool]:
+    def features_read(cls, params: DEMKDParams) -> tuple[bool, bool]:
         """The feature term (gamma > 0) reads both sides' penultimate stage; without it DE-MKD is logits only."""
-        return (params.gamma > 0,) * 2  # type: ignore[attr-defined]
+        return (params.gamma > 0,) * 2
 
-    def __init__(self, params: BaseModel, student: MultiExitNet, teachers: list[MultiExitNet]) -> None:
+    def __init__(self, params: DEMKDParams, student: MultiExitNet, teachers: list[MultiExitNet]) -> None:
         super().__init__(params, student, teachers)
-        p: DEMKDParams = params  # type: ignore[assignment]
         self.regressors = nn.ModuleList()
-        if p.gamma > 0:
+        if params.gamma > 0:
             if len(student.stage_modules) < 2:
                 raise EdgekdError("method 'demkd' reads the penultimate stage's features (gamma > 0); the student has a "
                                   "single stage. Set method.gamma: 0 for the logit terms only")
             student_channels = stage_channels(student)[-2]
             self.regressors.extend(channel_adapter(student_channels, stage_channels(t)[-2], always=True) for t in teachers)
 
-    def loss(self, student_out: ExitOutputs, teacher_outs: list[ExitOutputs], target: Tensor, *, epoch: int, step: int) -> dict[str, Tensor]:
-        p: DEMKDParams = self.params  # type: ignore[assignment]
+    def loss(self, student_out: ExitOutputs, teacher_outs: list[ExitOutputs], target: Tensor, *,
+             epoch: int, step: int, plan: Trainable) -> dict[str, Tensor]:
+        p = self.params
         final = student_out.logits[-1]
         teacher_logits = [out.logits[-1].detach() for out in teacher_outs]
         weights = teacher_weights(teacher_logits, target, p.weighting)

@@ -2,7 +2,7 @@
 
 L = ce * CE(z_K, y) + min(epoch / warmup, 1) * T^2 * (alpha * TCKD + beta * NCKD)  on the final exit;
 earlier exits of a multi-exit student learn from labels (`early_ce` * CE each), as in `kd`.
-Defaults alpha=1, beta=8, T=4, warm-up 20 epochs (beta per pair in METHODS.md section 3).
+Defaults alpha=1, beta=8, T=4, warm-up 20 epochs (beta per pair: docs/methods.md, "DKD").
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
-from edgekd.methods.base import Method
+from edgekd.methods.base import Method, Trainable
 from edgekd.methods.losses import decoupled_kl, early_exits_ce
 from edgekd.methods.registry import METHODS
 from edgekd.models import ExitOutputs
@@ -27,13 +27,14 @@ class DKDParams(BaseModel):
 
 
 @METHODS.register("dkd")
-class DKD(Method):
+class DKD(Method[DKDParams]):
     Params = DKDParams
     min_teachers, max_teachers = 1, 1
     reads_teacher_features = False
 
-    def loss(self, student_out: ExitOutputs, teacher_outs: list[ExitOutputs], target: Tensor, *, epoch: int, step: int) -> dict[str, Tensor]:
-        p: DKDParams = self.params  # type: ignore[assignment]
+    def loss(self, student_out: ExitOutputs, teacher_outs: list[ExitOutputs], target: Tensor, *,
+             epoch: int, step: int, plan: Trainable) -> dict[str, Tensor]:
+        p = self.params
         final = student_out.logits[-1]
         tckd, nckd = decoupled_kl(final, teacher_outs[0].logits[-1], target, p.temperature)
         ramp = min(epoch / p.warmup, 1.0) if p.warmup else 1.0

@@ -11,21 +11,22 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from edgekd.errors import EdgekdError
-from edgekd.methods.base import Method, Trainable
+from edgekd.methods.base import Method, NoParams, Phase, Trainable
 from edgekd.methods.registry import METHODS
 from edgekd.models import ExitOutputs, MultiExitNet
 
 
 @METHODS.register("exit_heads")
-class ExitHeads(Method):
-    def __init__(self, params, student: MultiExitNet, teachers: list[MultiExitNet]) -> None:  # noqa: ANN001
+class ExitHeads(Method[NoParams]):
+    def __init__(self, params: NoParams, student: MultiExitNet, teachers: list[MultiExitNet]) -> None:
         super().__init__(params, student, teachers)
         if student.num_exits < 2:
             raise EdgekdError("method 'exit_heads' trains early-exit heads, but the model has only its final exit; set exits: all")
         self.early = frozenset(range(student.num_exits - 1))
 
-    def trainable(self, epoch: int, total_epochs: int) -> Trainable:
-        return Trainable(trunks=frozenset(), heads=self.early)
+    def phases(self, total_epochs: int) -> list[Phase]:
+        return [Phase(total_epochs, Trainable(trunks=frozenset(), heads=self.early))]
 
-    def loss(self, student_out: ExitOutputs, teacher_outs: list[ExitOutputs], target: Tensor, *, epoch: int, step: int) -> dict[str, Tensor]:
+    def loss(self, student_out: ExitOutputs, teacher_outs: list[ExitOutputs], target: Tensor, *,
+             epoch: int, step: int, plan: Trainable) -> dict[str, Tensor]:
         return {"ce": sum(F.cross_entropy(z, target) for z in student_out.logits[:-1])}

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
-from edgekd.methods.base import Method
+from edgekd.methods.base import Method, Trainable
 from edgekd.methods.losses import early_exits_ce, kd_loss
 from edgekd.methods.registry import METHODS
 from edgekd.models import ExitOutputs
@@ -25,13 +25,14 @@ class KDParams(BaseModel):
 
 
 @METHODS.register("kd")
-class KD(Method):
+class KD(Method[KDParams]):
     Params = KDParams
     min_teachers, max_teachers = 1, 1
     reads_teacher_features = False
 
-    def loss(self, student_out: ExitOutputs, teacher_outs: list[ExitOutputs], target: Tensor, *, epoch: int, step: int) -> dict[str, Tensor]:
-        p: KDParams = self.params  # type: ignore[assignment]
+    def loss(self, student_out: ExitOutputs, teacher_outs: list[ExitOutputs], target: Tensor, *,
+             epoch: int, step: int, plan: Trainable) -> dict[str, Tensor]:
+        p = self.params
         final, teacher_final = student_out.logits[-1], teacher_outs[0].logits[-1]
         return {
             "ce": p.gamma * F.cross_entropy(final, target),

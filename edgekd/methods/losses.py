@@ -14,21 +14,36 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float) 
     return F.kl_div(log_p_student, p_teacher, reduction="batchmean") * temperature**2
 
 
+def soft_cross_entropy(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
+    """-sum softmax(t/T) * log_softmax(s/T), mean over the batch, no T^2: BYOT's official soft term.
+    It differs from KL(softmax(t/T) || softmax(s/T)) by the teacher's entropy, so the gradient is the same."""
+    p_teacher = F.softmax(teacher_logits.detach() / temperature, dim=1)
+    return -(p_teacher * F.log_softmax(student_logits / temperature, dim=1)).sum(1).mean()
+
+
+def _log_splits(logits: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """From logsumexp, never from 1 - p by subtraction: (B, 2) log [p_target, 1 - p_target] of
+    softmax(logits), and (B, C) log of the softmax over the non-target classes (finite everywhere;
+    meaningless at the target, which callers mask)."""
+    log_total = torch.logsumexp(logits, dim=1, keepdim=True)
+    log_rest = logits.masked_fill(mask, float("-inf")).logsumexp(1, keepdim=True)
+    log_target = logits.gather(1, target[:, None])
+    return torch.cat([log_target, log_rest], dim=1) - log_total, logits - log_rest
+
+
 def decoupled_kl(student_logits: Tensor, teacher_logits: Tensor, target: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
     """Per-sample TCKD and NCKD of DKD (Zhao et al. 2022), without the T^2 factor.
 
-    TCKD = KL(b^T || b^S) over the binary (target, not target) split of softmax(z/T);
-    NCKD = KL(p^T || p^S) over the non-target classes only. KD = TCKD + (1 - p_t^T) * NCKD.
+    TCKD = KL(b^T || b^S) over the binary (target, not target) split of softmax(z/T); NCKD =
+    KL(p^T || p^S) over the non-target classes only. KD = TCKD + (1 - p_t^T) * NCKD. Both are
+    computed in log space, so they stay exact in float32 when a probability underflows (extreme
+    logits) or when p_t is within float rounding of 1 (docs/methods.md, DKD).
     """
     mask = F.one_hot(target, student_logits.shape[1]).bool()
-    p_s = F.softmax(student_logits / temperature, dim=1)
-    p_t = F.softmax(teacher_logits.detach() / temperature, dim=1)
-    b_s = torch.stack([p_s[mask], 1 - p_s[mask]], dim=1).clamp_min(1e-8)  # clamp: log of fp16 softmax (DKD pitfall)
-    b_t = torch.stack([p_t[mask], 1 - p_t[mask]], dim=1).clamp_min(1e-8)
-    tckd = (b_t * (b_t.log() - b_s.log())).sum(1)
-    # Non-target distributions: push the target logit to -inf (mdistiller subtracts 1000).
-    log_q_s = F.log_softmax(student_logits / temperature - 1000.0 * mask, dim=1)
-    log_q_t = F.log_softmax(teacher_logits.detach() / temperature - 1000.0 * mask, dim=1)
+    zs, zt = student_logits.float() / temperature, teacher_logits.detach().float() / temperature
+    log_b_s, log_q_s = _log_splits(zs, target, mask)
+    log_b_t, log_q_t = _log_splits(zt, target, mask)
+    tckd = (log_b_t.exp() * (log_b_t - log_b_s)).sum(1)
     nckd = (log_q_t.exp() * (log_q_t - log_q_s)).masked_fill(mask, 0.0).sum(1)
     return tckd, nckd
 

@@ -1,6 +1,6 @@
 """`mtkd_ssr`: multi-target KD via student self-reflection (Gou et al., IJCV 2023). Reconstructed [R].
 
-Only the paper's abstract is available (METHODS.md section 7); the form below is edgekd's
+Only the paper's abstract is available (docs/methods.md, "MTKD-SSR"); the form below is edgekd's
 reconstruction, with every weight a recipe field. Teacher and student both have an exit per stage
 (the teacher's heads trained on the frozen teacher with CE: `exit_heads: frozen`).
 - SCD, stage-wise channel distillation: sum_s mean_{b,c} (GAP(phi_s(F_s^S)) - GAP(F_s^T))^2,
@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from edgekd.errors import EdgekdError
 from edgekd.methods.adapters import channel_adapter, stage_channels
-from edgekd.methods.base import Method
+from edgekd.methods.base import Method, Trainable
 from edgekd.methods.losses import kd_loss
 from edgekd.methods.registry import METHODS
 from edgekd.models import ExitOutputs, MultiExitNet
@@ -42,12 +42,12 @@ def channel_distillation(student_map: Tensor, teacher_map: Tensor) -> Tensor:
 
 
 @METHODS.register("mtkd_ssr")
-class MTKDSSR(Method):
+class MTKDSSR(Method[MTKDSSRParams]):
     Params = MTKDSSRParams
     min_teachers, max_teachers = 1, 1
     reads_student_features = True
 
-    def __init__(self, params: BaseModel, student: MultiExitNet, teachers: list[MultiExitNet]) -> None:
+    def __init__(self, params: MTKDSSRParams, student: MultiExitNet, teachers: list[MultiExitNet]) -> None:
         super().__init__(params, student, teachers)
         teacher = teachers[0]
         if teacher.num_exits != student.num_exits:
@@ -59,8 +59,9 @@ class MTKDSSR(Method):
         self.adapters = nn.ModuleList(channel_adapter(info.channels, c, always=True)
                                       for info, c in zip(student.exit_info, teacher_channels))
 
-    def loss(self, student_out: ExitOutputs, teacher_outs: list[ExitOutputs], target: Tensor, *, epoch: int, step: int) -> dict[str, Tensor]:
-        p: MTKDSSRParams = self.params  # type: ignore[assignment]
+    def loss(self, student_out: ExitOutputs, teacher_outs: list[ExitOutputs], target: Tensor, *,
+             epoch: int, step: int, plan: Trainable) -> dict[str, Tensor]:
+        p = self.params
         z_s, z_t = student_out.logits, teacher_outs[0].logits
         feats_s, feats_t = student_out.features, teacher_outs[0].features
         sources = z_s[1:] if p.crd_source == "next" else [z_s[-1]] * (len(z_s) - 1)

@@ -3,7 +3,7 @@
 L = sum over exits k of [(1 - alpha) * CE(z_k^S, y) + alpha * T^2 * KL(softmax(z_k^T/T) || softmax(z_k^S/T))]
 The teacher has the same number of exits as the student (its `model.exits`); how it gets them is the
 teacher's `exit_heads` setting: heads trained with CE on the frozen teacher, or a multi-exit teacher
-trained from scratch. Reconstructed [R] (METHODS.md section 5): T and alpha follow MSKD's defaults.
+trained from scratch. Reconstructed [R] (docs/methods.md, "MSKD and OtO"): T and alpha follow MSKD's defaults.
 The final prediction is the ensemble of exits (mean softmax), reported next to every exit.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from edgekd.errors import EdgekdError
-from edgekd.methods.base import Method
+from edgekd.methods.base import Method, Trainable
 from edgekd.methods.losses import kd_loss
 from edgekd.methods.registry import METHODS
 from edgekd.models import ExitOutputs, MultiExitNet
@@ -26,19 +26,20 @@ class OtOParams(BaseModel):
 
 
 @METHODS.register("oto")
-class OtO(Method):
+class OtO(Method[OtOParams]):
     Params = OtOParams
     min_teachers, max_teachers = 1, 1
     reads_teacher_features = False
 
-    def __init__(self, params: BaseModel, student: MultiExitNet, teachers: list[MultiExitNet]) -> None:
+    def __init__(self, params: OtOParams, student: MultiExitNet, teachers: list[MultiExitNet]) -> None:
         super().__init__(params, student, teachers)
         if teachers[0].num_exits != student.num_exits:
             raise EdgekdError(f"method 'oto' pairs exits one to one, but the teacher has {teachers[0].num_exits} exit(s) and the "
                               f"student {student.num_exits}; give the teacher as many exits (teachers.0.model.exits)")
 
-    def loss(self, student_out: ExitOutputs, teacher_outs: list[ExitOutputs], target: Tensor, *, epoch: int, step: int) -> dict[str, Tensor]:
-        p: OtOParams = self.params  # type: ignore[assignment]
+    def loss(self, student_out: ExitOutputs, teacher_outs: list[ExitOutputs], target: Tensor, *,
+             epoch: int, step: int, plan: Trainable) -> dict[str, Tensor]:
+        p = self.params
         pairs = list(zip(student_out.logits, teacher_outs[0].logits))
         return {
             "ce": (1 - p.alpha) * sum(F.cross_entropy(z, target) for z, _ in pairs),

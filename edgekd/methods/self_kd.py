@@ -1,37 +1,56 @@
 """`self_kd`: self-distillation, the student's final exit teaches its earlier exits (BYOT's response
-term, Zhang et al. ICCV 2019; METHODS.md section 4.3). No teacher network.
+term, Zhang et al. ICCV 2019; docs/methods.md, "Self-distillation (BYOT)"). No teacher network.
 
-L = CE(z_K, y) + sum over k < K of [(1 - alpha) * CE(z_k, y) + alpha * T^2 * KL(softmax(sg(z_K)/T) || softmax(z_k/T))]
-The final exit's logits are detached, so it learns from the labels alone. T=3 and alpha=0.3 are the
-official code's values; T^2 is applied (edgekd's convention, METHODS.md). BYOT's feature term
+`form: official` (default) is the authors' code (pytorch-self-distillation-final, train.py) exactly:
+L = CE(z_K, y) + sum over k < K of [(1 - alpha) * CE(z_k, y) + alpha * H(softmax(sg(z_K)/T), softmax(z_k/T))]
+with H the soft cross-entropy -sum p log q (no T^2), T=3, alpha=0.3.
+`form: t_squared` scales the soft term by T^2 as Hinton KD does, with the defaults of the
+reimplementation that uses it (luanyunteng/pytorch-be-your-own-teacher): alpha=0.1, T=3.
+The final exit's logits are detached, so it learns from the labels alone. BYOT's feature term
 (shallow features regressed onto the deepest) is not part of this method.
 """
 from __future__ import annotations
 
+from typing import Literal, Optional
+
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
-from edgekd.methods.base import Method
-from edgekd.methods.losses import kd_loss
+from edgekd.methods.base import Method, Trainable
+from edgekd.methods.losses import soft_cross_entropy
 from edgekd.methods.registry import METHODS
 from edgekd.models import ExitOutputs
+
+# alpha when the recipe gives none, per form
+DEFAULT_ALPHA = {"official": 0.3, "t_squared": 0.1}
 
 
 class SelfKDParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    form: Literal["official", "t_squared"] = Field("official", description="official: BYOT's code, no T^2; t_squared: soft term times T^2")
     temperature: float = Field(3.0, gt=0)
-    alpha: float = Field(0.3, ge=0, le=1, description="share of the final exit's soft targets at each earlier exit")
+    alpha: Optional[float] = Field(None, ge=0, le=1, description="share of the final exit's soft targets at each earlier "
+                                   "exit (default 0.3 for official, 0.1 for t_squared)")
+
+    @model_validator(mode="after")
+    def _default_alpha(self) -> "SelfKDParams":
+        if self.alpha is None:
+            self.alpha = DEFAULT_ALPHA[self.form]
+        return self
 
 
 @METHODS.register("self_kd")
-class SelfKD(Method):
+class SelfKD(Method[SelfKDParams]):
     Params = SelfKDParams
 
-    def loss(self, student_out: ExitOutputs, teacher_outs: list[ExitOutputs], target: Tensor, *, epoch: int, step: int) -> dict[str, Tensor]:
-        p: SelfKDParams = self.params  # type: ignore[assignment]
+    def loss(self, student_out: ExitOutputs, teacher_outs: list[ExitOutputs], target: Tensor, *,
+             epoch: int, step: int, plan: Trainable) -> dict[str, Tensor]:
+        p = self.params
+        alpha, temperature = float(p.alpha), p.temperature
+        scale = temperature**2 if p.form == "t_squared" else 1.0
         *early, final = student_out.logits
         return {
-            "ce": F.cross_entropy(final, target) + (1 - p.alpha) * sum(F.cross_entropy(z, target) for z in early),
-            "self_kd": p.alpha * sum(kd_loss(z, final, p.temperature) for z in early),
+            "ce": F.cross_entropy(final, target) + (1 - alpha) * sum(F.cross_entropy(z, target) for z in early),
+            "self_kd": alpha * scale * sum(soft_cross_entropy(z, final, temperature) for z in early),
         }

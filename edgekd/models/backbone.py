@@ -9,10 +9,13 @@ from torch import nn
 @dataclass
 class Backbone:
     """A classifier cut into `stages` (stem folded into the first) and the `classifier` that
-    turns the last stage's output into logits. MultiExitNet puts exit heads between stages."""
+    turns the last stage's output into logits. MultiExitNet puts exit heads between stages.
+    `stem_first`: the first stage is `Sequential(stem, rest)`, so the stem's output can be read
+    on its own (Stagewise KD matches it)."""
 
     stages: list[nn.Module]
     classifier: nn.Module
+    stem_first: bool = False
 
 
 def scaled(channels: int, width: float, minimum: int = 4) -> int:

@@ -24,11 +24,13 @@ class ExitOutputs(NamedTuple):
 
     `stages` equals `features` when every stage has an exit; a single-exit teacher still gives all
     its stage outputs there, which is what feature-matching methods (Stagewise KD, MTKD-SSR) read.
+    `stem` is the stem's output where the backbone has a separable stem (`MultiExitNet.stem`).
     """
 
     logits: list[Tensor]
     features: list[Tensor]
     stages: list[Tensor] = []
+    stem: Optional[Tensor] = None
 
 
 class Segment(nn.Module):
@@ -78,6 +80,7 @@ class MultiExitNet(nn.Module):
                 f"exits must be increasing stage numbers in 1..{num_stages} ending with {num_stages}, got {exits}"
             )
         self.exit_stages = list(exits)
+        self.stem_first = backbone.stem_first
         self.num_classes, self.image_size, self.head_type = num_classes, image_size, head
         starts = [0] + self.exit_stages[:-1]
         self.trunks = nn.ModuleList(nn.Sequential(*backbone.stages[a:b]) for a, b in zip(starts, self.exit_stages))
@@ -110,14 +113,23 @@ class MultiExitNet(nn.Module):
     def forward(self, x: Tensor) -> ExitOutputs:
         if self.input_conversion is not None:
             x = self.input_conversion(x)
-        logits, features, stages = [], [], []
+        logits, features, stages, stem = [], [], [], None
         for trunk, head in zip(self.trunks, self.heads):
             for stage in trunk:
-                x = stage(x)
+                if stem is None and self.stem_first:
+                    stem = stage[0](x)
+                    x = stage[1](stem)
+                else:
+                    x = stage(x)
                 stages.append(x)
             features.append(x)
             logits.append(head(x))
-        return ExitOutputs(logits, features, stages)
+        return ExitOutputs(logits, features, stages, stem)
+
+    @property
+    def stem(self) -> Optional[nn.Module]:
+        """The stem (inside the first stage) where the backbone has a separable one, else None."""
+        return self.stage_modules[0][0] if self.stem_first else None
 
     @property
     def stage_modules(self) -> list[nn.Module]:

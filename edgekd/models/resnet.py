@@ -55,7 +55,7 @@ def resnet(name: str, *, num_classes: int, image_size: int = 32, width: float = 
             nn.init.zeros_(module.bn3.weight)
         elif isinstance(module, BasicBlock):
             nn.init.zeros_(module.bn2.weight)
-    return Backbone(stages, pool_linear(in_ch, num_classes))
+    return Backbone(stages, pool_linear(in_ch, num_classes), stem_first=True)
 
 
 def _register(name: str) -> None:

@@ -32,7 +32,7 @@ def cifar_resnet(depth: int, widths: list[int], *, num_classes: int, width: floa
         _stage(w[1], w[2], n, 2),
         _stage(w[2], w[3], n, 2),
     ]
-    return Backbone(stages, pool_linear(w[3], num_classes))
+    return Backbone(stages, pool_linear(w[3], num_classes), stem_first=True)
 
 
 def _register(name: str, depth: int, widths: list[int]) -> None:

@@ -55,6 +55,7 @@ def run_bench(bundle: str | Path, data: str | Path, *, repeats: int = 50, batch:
     report: dict[str, Any] = {
         "bundle": str(bundle), "backend": backend, "precision": model.precision, "providers": [str(p) for p in model.providers], "test_images": n,
         "per_exit": per_exit, "ensemble_top1": round(100.0 * float((ensemble.argmax(1) == labels).mean()), 3),
+        "ensemble_logit_top1": round(100.0 * float((scored.ensemble_logits.argmax(1) == labels).mean()), 3),
         "full_model": {"test_top1": per_exit[-1]["test_top1"], "latency_ms": round(1e3 * full_latency, 4)},
         "segment_latency_ms": [round(1e3 * s, 4) for s in seg_latency], "curve": curve,
         "oracle": {"accuracy": round(best_oracle.accuracy, 3), "flops_fraction": round(best_oracle.cost, 4),
@@ -114,7 +115,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines = [f"{report['bundle']} ({report['precision']}) on {report['test_images']} test images",
              "exit  top-1   latency ms  FLOPs"]
     lines += [f"{e['exit']:>4}  {e['test_top1']:6.2f}  {e['latency_ms']:10.3f}  {e['flops_fraction']:.3f}" for e in report["per_exit"]]
-    lines.append(f" ens  {report['ensemble_top1']:6.2f}")
+    lines.append(f" ens  {report['ensemble_top1']:6.2f}  (mean softmax; mean logits {report['ensemble_logit_top1']:.2f})")
     o = report["oracle"]
     lines.append(f"oracle: {o['accuracy']:.2f}% at {o['flops_fraction']:.3f} of the FLOPs, exits {o['exit_counts']}")
     c = report.get("calibrated")

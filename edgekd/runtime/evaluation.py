@@ -58,15 +58,21 @@ class ExitScores(NamedTuple):
     probs: np.ndarray  # (K, N, classes), temperature-scaled
     scores: np.ndarray  # (K, N): the policy's score
     correct: np.ndarray  # (K, N): top-1 right
+    logits: np.ndarray  # (K, N, classes), as the graphs gave them
 
     @property
     def ensemble(self) -> np.ndarray:
-        """Mean probabilities over the exits, (N, classes)."""
+        """Mean probabilities over the exits, (N, classes): the runtime's ensemble."""
         return self.probs.mean(axis=0)
+
+    @property
+    def ensemble_logits(self) -> np.ndarray:
+        """Mean logits over the exits, (N, classes): BYOT's ensemble."""
+        return self.logits.mean(axis=0)
 
 
 def score_exits(model: EarlyExitModel, logits: list[np.ndarray], labels: np.ndarray, policy: str | None = None) -> ExitScores:
     """Probabilities, policy scores and correctness of every exit, with the model's temperatures."""
     scored = [model.scores(z, k, policy) for k, z in enumerate(logits)]
     probs = np.stack([p for p, _ in scored])
-    return ExitScores(probs, np.stack([s for _, s in scored]), probs.argmax(2) == labels[None])
+    return ExitScores(probs, np.stack([s for _, s in scored]), probs.argmax(2) == labels[None], np.stack(logits))

@@ -33,7 +33,10 @@ class Prediction:
     """Per sample: label, class name, confidence (the policy's score), exit taken (1-based) and the
     probabilities of that exit; per call: seconds spent in each graph. `mode='early'` adds
     `exit_scores` (N, K): the score at every exit computed for a sample, NaN past the one it took;
-    `mode='all'` adds every exit's probabilities and the ensemble (whose argmax is then the label)."""
+    `mode='all'` adds every exit's probabilities, the ensemble (mean of the exits' probabilities,
+    whose argmax is then the label) and `ensemble_logits` (mean of the exits' logits, BYOT's ensemble).
+    The label follows the mean of probabilities: each exit's vote is bounded and temperature-scaled,
+    so one exit with large logits cannot outvote the others (docs/runtime.md)."""
 
     labels: np.ndarray
     class_names: list[str]
@@ -43,6 +46,7 @@ class Prediction:
     timings: dict[str, float]
     all_probs: list[np.ndarray] | None = None
     ensemble: np.ndarray | None = None
+    ensemble_logits: np.ndarray | None = None
     exit_scores: np.ndarray | None = None
 
     def to_records(self) -> list[dict[str, Any]]:
@@ -191,4 +195,4 @@ class EarlyExitModel:
         labels = ensemble.argmax(1)
         score = get_policy(policy or self.policy_name)(ensemble)
         return Prediction(labels, [self.classes[i] for i in labels], score, np.full(len(batch), self.num_exits), ensemble,
-                          timings, all_probs=all_probs, ensemble=ensemble)
+                          timings, all_probs=all_probs, ensemble=ensemble, ensemble_logits=np.mean(logits, axis=0))
