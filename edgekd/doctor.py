@@ -78,17 +78,15 @@ def tensorrt_findings(version: str | None, system_dirs: Iterable[Path]) -> list[
     return []
 
 
-BACKEND_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
-
-
 def bundle_findings(bundle: Path, providers: Sequence[str], tensorrt_version: str | None) -> list[str]:
     """Each precision the bundle holds, on each backend: whether this machine can run it."""
     from edgekd.bundle import read_manifest
+    from edgekd.bundle.backends import onnxruntime_backends
 
     manifest = read_manifest(bundle, verify=False)
     lines = []
     for precision in manifest.precision_names:
-        runs = [b for b, provider in BACKEND_PROVIDERS.items() if provider in providers]
+        runs = onnxruntime_backends(list(providers))
         if not providers:
             verdict = "cannot run here: needs onnxruntime (see above)"
         else:

@@ -7,7 +7,8 @@
 | `tensorrt` | `onnxruntime_tensorrt` | the ONNX graphs through onnxruntime's TensorRT provider, engines cached in the bundle |
 | `tensorrt-engines` | `tensorrt_engines` | the bundle's native TensorRT engines (`edgekd export BUNDLE --format tensorrt`) |
 
-A backend module is imported only when chosen, so a CPU machine never imports TensorRT.
+A backend module is imported only when chosen, so a CPU machine never imports TensorRT. The table of
+names, modules and providers is `edgekd.bundle.backends`, which `edgekd doctor` reads too.
 """
 from __future__ import annotations
 
@@ -16,17 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.bundle import Manifest
+from edgekd.bundle.backends import BACKENDS
 from edgekd.errors import BadInput
 from edgekd.registry import closest
 from edgekd.runtime.backends.base import Backend
-
-BACKENDS: dict[str, str] = {
-    "cpu": "onnxruntime_cpu",
-    "cuda": "onnxruntime_cuda",
-    "tensorrt": "onnxruntime_tensorrt",
-    "tensorrt-engines": "tensorrt_engines",
-}
-
 
 def open_backend(name: str, bundle: Path, manifest: Manifest, *, precision: str | None = None, threads: int | None = None,
                  shared_threads: bool = False, provider_options: dict[str, Any] | None = None, **backend_options: Any) -> Backend:
@@ -35,7 +29,7 @@ def open_backend(name: str, bundle: Path, manifest: Manifest, *, precision: str 
     if name not in BACKENDS:
         hint = closest(name, list(BACKENDS))
         raise BadInput(f"unknown backend '{name}'" + (f"; did you mean '{hint}'?" if hint else "") + f" Backends: {', '.join(BACKENDS)}")
-    module = importlib.import_module(f"{__name__}.{BACKENDS[name]}")
+    module = importlib.import_module(f"{__name__}.{BACKENDS[name].module}")
     return module.BACKEND(bundle, manifest, precision=precision, threads=threads, shared_threads=shared_threads,
                           provider_options=dict(provider_options or {}), **backend_options)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.bundle import FP32, Manifest, names
+from edgekd.bundle.backends import BACKENDS
 from edgekd.bundle.manifest import PRECISION_FORMATS
 from edgekd.errors import BadInput
 from edgekd.runtime.chain import SegmentChain
@@ -66,9 +67,12 @@ class Backend:
 
 
 class OnnxruntimeBackend(Backend):
-    """The bundle's ONNX graphs on onnxruntime with `provider` (options: the defaults, then the user's)."""
+    """The bundle's ONNX graphs on onnxruntime with `provider`, the one the backend table names for
+    this backend (options: the defaults, then the user's)."""
 
-    provider = ""
+    @property
+    def provider(self) -> str:
+        return str(BACKENDS[self.name].provider)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -23,7 +23,6 @@ PARALLEL_COPY_BYTES = 512 * 1024
 
 class CpuBackend(OnnxruntimeBackend):
     name = "cpu"
-    provider = "CPUExecutionProvider"
 
     def __init__(self, *args: Any, blocked_handoff: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -8,7 +8,6 @@ from edgekd.runtime.backends.base import OnnxruntimeBackend
 
 class CudaBackend(OnnxruntimeBackend):
     name = "cuda"
-    provider = "CUDAExecutionProvider"
 
 
 BACKEND = CudaBackend

@@ -13,7 +13,6 @@ ENGINE_CACHE = "trt_cache"
 
 class TensorrtProviderBackend(OnnxruntimeBackend):
     name = "tensorrt"
-    provider = "TensorrtExecutionProvider"
 
     def default_options(self) -> dict[str, Any]:
         cache = self.bundle / ENGINE_CACHE
