@@ -26,7 +26,8 @@ def test_run_writes_metrics_checkpoints_and_results(tmp_path):
         assert all(t5 >= t1 for t1, t5 in zip(r["val"]["top1"], r["val"]["top5"]))
     results = json.loads((run / "results.json").read_text())
     assert len(results["exits"]) == 4 and len(results["best"]["test"]["top1"]) == 4
-    assert "| exit |" in result.stdout and "ens" in result.stdout
+    assert "test top1 (last)" in result.stdout and "ens (logits)" in result.stdout  # the exit table, both ensembles
+    assert {"ensemble_top1", "ensemble_logit_top1"} <= set(results["best"]["test"])
     assert (run / "config.yaml").read_text().startswith("name: ce_resnet18")
     best = load_checkpoint(run / "checkpoints" / "best.pt")
     assert "optimizer" not in best and best["model_spec"]["name"] == "resnet18"
