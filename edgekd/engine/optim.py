@@ -51,21 +51,22 @@ def phase_schedule(cfg: TrainConfig, phase_epochs: Sequence[int], phase: int) ->
     return cfg.model_copy(update={"epochs": length, "milestones": milestones, "warmup_epochs": warmup})
 
 
-def phased_lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig, phase_epochs: Sequence[int]) -> float:
-    """`lr_factor` restarted at the first step of every phase."""
+def phased_lr_factor(step: int, steps_per_epoch: int, schedules: Sequence[TrainConfig]) -> float:
+    """`lr_factor` restarted at the first step of every phase; `schedules` holds each phase's
+    (`phase_schedule`), so no config is rebuilt on the per-step path."""
     start = 0
-    for phase, length in enumerate(phase_epochs):
-        end = start + length * steps_per_epoch
-        if step < end or phase == len(phase_epochs) - 1:
-            return lr_factor(step - start, steps_per_epoch, phase_schedule(cfg, phase_epochs, phase))
+    for phase, schedule in enumerate(schedules):
+        end = start + schedule.epochs * steps_per_epoch
+        if step < end or phase == len(schedules) - 1:
+            return lr_factor(step - start, steps_per_epoch, schedule)
         start = end
-    raise ValueError("phase_epochs is empty")
+    raise ValueError("no phases")
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int,
                     phase_epochs: Sequence[int] = ()) -> LambdaLR:
     """Per-step schedule; restarted at each phase where there are several `phase_epochs`."""
     if len(phase_epochs) > 1:
-        phases = list(phase_epochs)
-        return LambdaLR(optimizer, lambda step: phased_lr_factor(step, steps_per_epoch, cfg, phases))
+        schedules = [phase_schedule(cfg, phase_epochs, phase) for phase in range(len(phase_epochs))]
+        return LambdaLR(optimizer, lambda step: phased_lr_factor(step, steps_per_epoch, schedules))
     return LambdaLR(optimizer, lambda step: lr_factor(step, steps_per_epoch, cfg))
