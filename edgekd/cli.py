@@ -233,12 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     calib.add_argument("--budget", type=float, help="best accuracy within this fraction of the model's FLOPs")
     calib.add_argument("--policy", default="max_prob",
                        help="exit policy: max_prob, entropy, margin, or auto (each of them with and without --temperature; "
-                            "the best on validation is kept)")
+                            "the one whose scores best predict a drop on validation, by AUROC, is kept)")
     calib.add_argument("--temperature", action="store_true", help="fit a temperature per exit on the validation images first")
     calib.add_argument("--margin", type=float, default=0.0, help="extra accuracy points held in reserve")
     calib.add_argument("--confidence", type=float,
-                       help="with --target-drop: meet the target with the drop's one-sided upper bound at this level "
-                            "(e.g. 0.95: drop + 1.645 paired s.e.), so new data stays within it")
+                       help="with --target-drop: search on half of the validation images and certify the target on the "
+                            "other half, so that P(drop <= target) >= this level on new data (e.g. 0.9); refused, with "
+                            "the number of images needed, when the data cannot support it")
     calib.set_defaults(func=cmd_calibrate)
     bench = sub.add_parser("bench", help="per-exit accuracy/latency, early-exit curve, oracle, calibrated point (JSON + PNG)")
     bench.add_argument("bundle")

@@ -139,30 +139,38 @@ def test_calibrate_meets_its_target_on_validation_and_writes_the_manifest(bundle
     assert policy["val_mean_cost"] <= 0.6 and policy["name"] == "entropy" and len(policy["temperatures"]) == 4
 
 
-def test_calibrate_with_a_confidence_level_keeps_the_drops_upper_bound_within_target(bundle):
-    result = run_cli("calibrate", str(bundle), "--data", str(IMAGES), "--target-drop", "5", "--confidence", "0.9")
+def test_calibrate_with_a_confidence_level_certifies_on_images_the_search_never_saw(bundle):
+    before = (bundle / "manifest.json").read_bytes()
+    refused = run_cli("calibrate", str(bundle), "--data", str(IMAGES), "--target-drop", "1", "--confidence", "0.9")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert "cannot certify a drop of at most 1 points at confidence 0.9 on 29 certify images" in refused.stderr  # 31 search
+    assert "validation images would (half to search, half to certify)" in refused.stderr
+    assert (bundle / "manifest.json").read_bytes() == before  # nothing written
+    result = run_cli("calibrate", str(bundle), "--data", str(IMAGES), "--target-drop", "30", "--confidence", "0.9")
     assert result.returncode == 0, result.stderr
     policy = json.loads((bundle / "manifest.json").read_text())["policy"]
-    drop = policy["val_final_exit_accuracy"] - policy["val_accuracy"]
-    assert policy["confidence"] == 0.9 and drop + 1.2816 * policy["drop_se"] <= 5.0 + 1e-3
-    assert "one-sided 90% bound" in result.stdout
+    assert policy["confidence"] == 0.9 and policy["search_images"] == 31 and policy["certify_images"] == policy["val_images"] == 29
+    assert policy["certify_p_value"] <= 0.1 and policy["points_tested"] >= 1
+    assert "certified: drop at most 30 points with probability at least 0.9" in result.stdout
     refused = run_cli("calibrate", str(bundle), "--data", str(IMAGES), "--budget", "0.5", "--confidence", "0.9")
     assert refused.returncode != 0 and "applies to a target drop" in refused.stderr and "Traceback" not in refused.stderr
 
 
-def test_calibrate_auto_keeps_the_cheapest_policy_on_validation(bundle):
+def test_calibrate_auto_keeps_the_policy_whose_scores_best_predict_the_drop_event(bundle):
     from edgekd.runtime.calibration import calibrate_bundle
 
-    costs = {}
+    auroc = {}
     for name in ("max_prob", "entropy", "margin"):
         for temperature in (False, True):
-            costs[name, temperature] = calibrate_bundle(bundle, IMAGES, target_drop=1.0, policy=name, temperature=temperature,
-                                                        log=lambda m: None).val_mean_cost
+            chosen = calibrate_bundle(bundle, IMAGES, target_drop=1.0, policy=name, temperature=temperature, log=lambda m: None)
+            known = [a for a in chosen.auroc if a is not None]  # None: no image of the drop event at that exit
+            assert len(chosen.auroc) == 3 and known and all(0.0 <= a <= 1.0 for a in known)
+            auroc[name, temperature] = np.mean(known)
     lines = []
     chosen = calibrate_bundle(bundle, IMAGES, target_drop=1.0, policy="auto", log=lines.append)
-    assert chosen.val_mean_cost == min(costs.values())
-    assert costs[chosen.name, any(t != 1.0 for t in chosen.temperatures)] == chosen.val_mean_cost
-    assert len(lines) == 7  # one line per candidate, then the choice
+    assert np.mean([a for a in chosen.auroc if a is not None]) == pytest.approx(max(auroc.values()), abs=1e-4)
+    assert len(lines) == 8  # a header, one line per candidate, then the choice
+    assert "drop-event AUROC" in lines[0]
     with pytest.raises(EdgekdError, match="unknown exit policy"):
         calibrate_bundle(bundle, IMAGES, target_drop=1.0, policy="maxprob")
 

@@ -162,6 +162,11 @@ class Policy(Section):
     val_exit_counts: list[int]
     binomial_se: float
     drop_se: float
+    auroc: list[Optional[float]] = Field(default_factory=list)  # each early exit's drop-event AUROC where the policy was chosen (None: no drop event there)
+    search_images: Optional[int] = None  # with a confidence level: the val_ figures are then the certify half's
+    certify_images: Optional[int] = None
+    certify_p_value: Optional[float] = None
+    points_tested: Optional[int] = None
 
 
 class Manifest(Section):

@@ -2,10 +2,14 @@
 
 Only validation images are used, never test: `val/` of the data root if it has one, otherwise the
 split the run itself carved from `train/` (same size and seed, from the manifest); without a data
-root, the validation sample stored in the bundle at export. The promise carries sampling noise:
-the command reports the binomial s.e. of the accuracy and the paired s.e. of the drop (the
-final exit and the exits taken, judged on the same images), and `margin` holds extra points in
-reserve.
+root, the validation sample stored in the bundle at export.
+
+Without a confidence level the thresholds are searched on every validation image and the command
+reports what they measured there, with the binomial s.e. of the accuracy and the paired s.e. of
+the drop; that is no promise for new data (the search picked the best of many points on these
+images). With `confidence`, the images are split in half: the policy, its temperatures and the
+threshold points come from the search half, and the target is certified on the certify half
+(`certify`), so that P(drop <= target) >= confidence holds for new i.i.d. data.
 """
 from __future__ import annotations
 
@@ -16,73 +20,135 @@ import numpy as np
 
 from edgekd.bundle import read_manifest, write_manifest
 from edgekd.bundle.manifest import Policy
+from edgekd.errors import BadInput
+from edgekd.runtime.certify import Certified, certify_in_sequence, check_confidence, frontier, images_needed, signed_drops, split_halves
 from edgekd.runtime.evaluation import exit_logits, load_split, score_exits
 from edgekd.runtime.model import EarlyExitModel
 from edgekd.runtime.policies import POLICIES, fit_temperature
-from edgekd.runtime.thresholds import Outcome, binomial_se, calibrate, confidence_z
+from edgekd.runtime.score_quality import drop_event_auroc
+from edgekd.runtime.thresholds import Outcome, assign_exits, binomial_se, calibrate
+
+Log = Callable[[str], None]
 
 
-class Candidate(NamedTuple):
-    """One policy's calibration on the validation logits."""
+class Scored(NamedTuple):
+    """One policy's view of the validation images: its temperatures, every exit's scores and correctness
+    (K, N) on all of them, and each early exit's drop-event AUROC on the images it was fitted on."""
 
     policy: str
     temperature: bool
-    thresholds: np.ndarray
-    outcome: Outcome
     temperatures: list[float]
-    correct: np.ndarray  # (K, N): every exit's correctness
+    scores: np.ndarray
+    correct: np.ndarray
+    auroc: list[float]
+
+    @property
+    def mean_auroc(self) -> float:
+        known = [a for a in self.auroc if not np.isnan(a)]
+        return float(np.mean(known)) if known else 0.5
 
 
-def _search(model: EarlyExitModel, logits: list[np.ndarray], labels: np.ndarray, costs: np.ndarray, policy: str,
-            temperature: bool, **objective: Any) -> Candidate:
-    """Thresholds for one policy (with or without per-exit temperatures) on the validation logits."""
-    temperatures = [fit_temperature(z, labels) for z in logits] if temperature else [1.0] * model.num_exits
+def _score(model: EarlyExitModel, logits: list[np.ndarray], labels: np.ndarray, policy: str, temperature: bool,
+           fit: np.ndarray) -> Scored:
+    """Scores of one policy (with per-exit temperatures fitted on the `fit` rows, or none)."""
+    temperatures = [fit_temperature(z[fit], labels[fit]) for z in logits] if temperature else [1.0] * model.num_exits
     model.temperatures = temperatures
     scored = score_exits(model, logits, labels, policy)
-    thresholds, result = calibrate(scored.scores, scored.correct, costs, **objective)
-    return Candidate(policy, temperature, thresholds, result, temperatures, scored.correct)
+    return Scored(policy, temperature, temperatures, scored.scores, scored.correct,
+                  drop_event_auroc(scored.scores[:, fit], scored.correct[:, fit]))
+
+
+def _choose_policy(model: EarlyExitModel, logits: list[np.ndarray], labels: np.ndarray, policy: str, temperature: bool,
+                   fit: np.ndarray, log: Log) -> Scored:
+    """The policy asked for, or with `auto` the one (with or without temperatures) whose scores best predict
+    the drop event on the `fit` rows: the highest mean drop-event AUROC over the early exits."""
+    options = [(name, t) for name in POLICIES.names() for t in (False, True)] if policy == "auto" else [(policy, temperature)]
+    tried = [_score(model, logits, labels, name, t, fit) for name, t in options]
+    if len(tried) > 1:
+        log(f"drop-event AUROC per early exit on {len(fit)} validation images (exit wrong where the final exit is right):")
+        for s in tried:
+            log(f"  {s.policy:<9} {'temperature' if s.temperature else 'raw        '}  "
+                f"{' '.join(f'{a:.3f}' for a in s.auroc)}  mean {s.mean_auroc:.3f}")
+    return max(tried, key=lambda s: s.mean_auroc)  # the first of equals: max_prob, raw
+
+
+def _policy_record(chosen: Scored, result: Outcome, images: int, **fields: Any) -> Policy:
+    final = 100.0 * chosen.correct[-1].mean() if "final" not in fields else fields.pop("final")
+    return Policy(name=chosen.policy, temperatures=chosen.temperatures, val_images=images, val_accuracy=round(result.accuracy, 3),
+                  val_final_exit_accuracy=round(final, 3), val_mean_cost=round(result.cost, 4),
+                  val_exit_counts=list(result.exit_counts), binomial_se=round(binomial_se(result.accuracy, images), 3),
+                  drop_se=round(result.drop_se, 3), auroc=[None if np.isnan(a) else round(a, 4) for a in chosen.auroc],
+                  **fields)
+
+
+def _refusal(certified: Certified, chosen: Scored, search: np.ndarray, certify_images: int, target_drop: float,
+             confidence: float, safest: np.ndarray) -> BadInput:
+    """Why nothing could be certified, and how many validation images would do it."""
+    searched, _, p = certified.tested[0]
+    drops = signed_drops(chosen.correct[:, search], assign_exits(chosen.scores[:, search], safest))
+    needed = images_needed(drops, target_drop, confidence)
+    more = (f"about {2 * needed:,} validation images would (half to search, half to certify): carve more "
+            f"(data.val_size in the recipe) or give --data a val/ folder" if needed else
+            "its drop on the search half is at the target already: raise --target-drop")
+    return BadInput(f"cannot certify a drop of at most {target_drop:g} points at confidence {confidence:g} on {certify_images} "
+                    f"certify images: the safest point found on the search half (cost {searched.cost:.3f}) got p = {p:.3f} "
+                    f"there, above {1 - confidence:.3g}; {more}")
 
 
 def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, target_drop: float | None = None, budget: float | None = None,
                      policy: str = "max_prob", temperature: bool = False, margin: float = 0.0, confidence: float | None = None,
-                     log: Callable[[str], None] = print) -> Policy:
+                     seed: int = 0, log: Log = print) -> Policy:
     """Choose thresholds on validation images and write them (and the policy) into the bundle's manifest.
-    `policy='auto'` tries every registered policy with and without per-exit temperatures and keeps the
-    one with the lowest validation cost (`target_drop`) or the best validation accuracy (`budget`)."""
+    `policy='auto'` tries every registered policy with and without per-exit temperatures and keeps the one
+    whose scores best predict the drop event (AUROC). With `confidence` (and `target_drop`), the search and
+    the certification use the two halves of the validation images (`seed` draws them); a target that the
+    certify half cannot support is refused, with the number of images that would do, and nothing is written."""
     if policy != "auto":
         POLICIES.get(policy)  # an unknown name is refused before any image is read
-    confidence_z(confidence, "target_drop" if target_drop is not None else "budget")  # a bad level is refused before any image is read
+    objective = "target_drop" if target_drop is not None else "budget"
+    check_confidence(confidence, objective)  # a bad level is refused before any image is read
     model = EarlyExitModel(bundle)
     images, labels = load_split(model, data, "val")
     logits = exit_logits(model, images)
     costs = np.asarray(model.manifest.exit_costs())
-    objective = {"target_drop": target_drop, "budget": budget, "margin": margin, "confidence": confidence}
-    options = [(name, t) for name in POLICIES.names() for t in (False, True)] if policy == "auto" else [(policy, temperature)]
-    tried = []
-    for name, use_temperature in options:
-        candidate = _search(model, logits, labels, costs, name, use_temperature, **objective)
-        tried.append(candidate)
-        if len(options) > 1:
-            log(f"  {name:<9} {'temperature' if use_temperature else 'raw        '}  validation accuracy "
-                f"{candidate.outcome.accuracy:6.2f}%  mean cost {candidate.outcome.cost:.3f}")
-    rank = (lambda c: (c.outcome.cost, -c.outcome.accuracy)) if target_drop is not None else (lambda c: (-c.outcome.accuracy, c.outcome.cost))
-    name, use_temperature, thresholds, result, temperatures, correct = min(tried, key=rank)
-    final = 100.0 * correct[-1].mean()
-    se, paired = binomial_se(result.accuracy, len(labels)), result.drop_se
-    level = confidence or 0.95  # the bound reported, whether or not the search held one
-    summary = Policy(**{
-        "name": name, "temperatures": temperatures, "objective": "target_drop" if target_drop is not None else "budget",
-        "target_drop": target_drop, "budget": budget, "margin": margin, "confidence": confidence, "val_images": len(labels),
-        "val_accuracy": round(result.accuracy, 3), "val_final_exit_accuracy": round(final, 3),
-        "val_mean_cost": round(result.cost, 4), "val_exit_counts": list(result.exit_counts), "binomial_se": round(se, 3),
-        "drop_se": round(paired, 3),
-    })
+    if confidence is None:
+        everything = np.arange(len(labels))
+        chosen = _choose_policy(model, logits, labels, policy, temperature, everything, log)
+        thresholds, result = calibrate(chosen.scores, chosen.correct, costs, target_drop=target_drop, budget=budget, margin=margin)
+        record = _policy_record(chosen, result, len(labels), objective=objective, target_drop=target_drop, budget=budget,
+                                margin=margin)
+        drop = record.val_final_exit_accuracy - result.accuracy
+        summary = (f"on {len(labels)} validation images: accuracy {result.accuracy:.2f}% (final exit {record.val_final_exit_accuracy:.2f}%, "
+                   f"±{record.binomial_se:.2f} binomial s.e.), mean cost {result.cost:.3f} of the model's FLOPs, exits taken "
+                   f"{list(result.exit_counts)}; drop {drop:.2f} ± {result.drop_se:.2f} points (paired s.e.). These are the "
+                   f"search's own images, so new data may do worse: --confidence P certifies the target on images the search "
+                   f"never saw")
+    else:
+        search, certify = split_halves(labels, seed)
+        chosen = _choose_policy(model, logits, labels, policy, temperature, search, log)
+        points = frontier(chosen.scores[:, search], chosen.correct[:, search], costs, target_drop, margin)
+        log(f"search half ({len(search)} images): {len(points)} points from cost {points[0][1].cost:.3f} to {points[-1][1].cost:.3f}")
+        certified = certify_in_sequence(points, chosen.scores[:, certify], chosen.correct[:, certify], costs, target_drop, confidence)
+        for i, (searched, measured, p) in enumerate(certified.tested, 1):
+            passed = p <= 1.0 - confidence
+            log(f"  point {i}: cost {searched.cost:.3f} on the search half, {measured.cost:.3f} on the certify half, "
+                f"drop {100 * chosen.correct[-1, certify].mean() - measured.accuracy:.2f} there, p = {p:.4f}: "
+                f"{'certified' if passed else 'not certified, stop'}")
+        if certified.thresholds is None:
+            raise _refusal(certified, chosen, search, len(certify), target_drop, confidence, points[0][0])
+        thresholds, result = certified.thresholds, certified.certify
+        record = _policy_record(chosen, result, len(certify), final=100.0 * chosen.correct[-1, certify].mean(), objective=objective,
+                                target_drop=target_drop, margin=margin, confidence=confidence, search_images=len(search),
+                                certify_images=len(certify), certify_p_value=round(certified.p_value, 6),
+                                points_tested=len(certified.tested))
+        drop = record.val_final_exit_accuracy - result.accuracy
+        summary = (f"certified: drop at most {target_drop:g} points with probability at least {confidence:g} on new data from the "
+                   f"same distribution. On the {len(certify)} certify images: accuracy {result.accuracy:.2f}% (final exit "
+                   f"{record.val_final_exit_accuracy:.2f}%), drop {drop:.2f} points, mean cost {result.cost:.3f} of the model's "
+                   f"FLOPs, exits taken {list(result.exit_counts)}")
     manifest = read_manifest(bundle)
-    manifest.policy, manifest.thresholds = summary, [float(t) for t in thresholds]
+    manifest.policy, manifest.thresholds = record, [float(t) for t in thresholds]
     write_manifest(Path(bundle), manifest)
-    log(f"{name}{' with per-exit temperatures' if use_temperature else ''}: thresholds {', '.join(f'{t:.4f}' for t in thresholds)} "
-        f"on {len(labels)} validation images: accuracy {result.accuracy:.2f}% (final exit {final:.2f}%, ±{se:.2f} binomial s.e.), "
-        f"mean cost {result.cost:.3f} of the model's FLOPs, exits taken {list(result.exit_counts)}; "
-        f"drop {final - result.accuracy:.2f} ± {paired:.2f} points (paired s.e.; one-sided "
-        f"{100 * level:.0f}% bound for new data: {final - result.accuracy + confidence_z(level) * paired:.2f})")
-    return summary
+    log(f"{chosen.policy}{' with per-exit temperatures' if chosen.temperature else ''}: thresholds "
+        f"{', '.join(f'{t:.4f}' for t in thresholds)} {summary}")
+    return record

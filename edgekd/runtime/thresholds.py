@@ -11,15 +11,12 @@ Search (`calibrate`):
    objective with the others held, until a full pass changes nothing.
 Objectives: `target_drop` - the smallest mean cost whose accuracy is within `target_drop` points
 of the final exit's (plus `margin`); `budget` - the best accuracy whose mean cost is at most `budget`.
-With `confidence` (target_drop only), a point must meet the target with its drop's one-sided upper
-confidence bound (drop + z * paired s.e., normal approximation), not just with the drop itself, so
-that new data from the same distribution stays within the target with that probability.
+The search's own figures are optimistic for new data (it picked the best of many points on these
+images); `certify` tests its points on images it never saw.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from statistics import NormalDist
-
 import numpy as np
 
 from edgekd.errors import BadInput
@@ -42,11 +39,43 @@ def assign_exits(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     return leaves.argmax(axis=0)
 
 
+def mean_cost(counts: np.ndarray, costs: np.ndarray, n: int) -> np.ndarray:
+    """Mean cost from exit counts (..., K), summed exit by exit so that equal counts give bit-equal costs."""
+    total = np.zeros(counts.shape[:-1])
+    for k, cost in enumerate(costs):
+        total = total + counts[..., k] * cost
+    return total / n
+
+
 def outcome(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, thresholds: np.ndarray) -> Outcome:
     exits = assign_exits(scores, thresholds)
     taken = correct[exits, np.arange(scores.shape[1])]
-    return Outcome(float(100.0 * taken.mean()), float(costs[exits].mean()), tuple(np.bincount(exits, minlength=len(costs)).tolist()),
+    counts = np.bincount(exits, minlength=len(costs))
+    return Outcome(float(100.0 * (taken.sum() / len(taken))), float(mean_cost(counts, costs, len(taken))), tuple(counts.tolist()),
                    drop_se(correct[-1], taken))
+
+
+def sweep_one(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, thresholds: np.ndarray, k: int,
+              values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy (%) and mean cost for each of `values` as exit k's threshold, the others held, all at once:
+    the samples an earlier exit takes stay put, and the others leave at k when their score reaches the
+    value and otherwise go where they would with exit k closed. Figures match `outcome` exactly."""
+    n, count = scores.shape[1], len(costs)
+    closed = np.vstack([scores[:-1] >= thresholds[:, None], np.ones((1, n), bool)])
+    closed[k] = False
+    elsewhere = closed.argmax(axis=0)  # the exit each sample takes if exit k never takes it
+    earlier = (scores[:k] >= thresholds[:k, None]).any(axis=0)
+    taken_earlier, free = np.flatnonzero(earlier), np.flatnonzero(~earlier)
+    order = free[np.argsort(scores[k, free], kind="mergesort")]
+    stays = np.searchsorted(scores[k, order], values, side="left")  # per value: free samples scoring below it go on
+    went_on = np.zeros((len(order) + 1, count), int)
+    went_on[np.arange(1, len(order) + 1), elsewhere[order]] = 1
+    counts = np.cumsum(went_on, axis=0)[stays] + np.bincount(elsewhere[taken_earlier], minlength=count)
+    counts[:, k] += len(order) - stays
+    right_on = np.concatenate([[0], np.cumsum(correct[elsewhere[order], order])])
+    right_at_k = np.concatenate([[0], np.cumsum(correct[k, order])])
+    right = correct[elsewhere[taken_earlier], taken_earlier].sum() + right_on[stays] + right_at_k[-1] - right_at_k[stays]
+    return 100.0 * (right / n), mean_cost(counts, costs, n)
 
 
 def candidates(scores: np.ndarray, count: int = 101) -> list[np.ndarray]:
@@ -59,11 +88,10 @@ def shared_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, cou
     return [(float(t), outcome(scores, correct, costs, np.full(len(scores) - 1, t))) for t in grid]
 
 
-def _better(a: Outcome, b: Outcome | None, objective: str, limit: float, z: float = 0.0) -> bool:
-    """Is `a` feasible and better than `b` (None: nothing feasible yet)? `z`: standard errors of the
-    drop held in reserve (target_drop)."""
+def _better(a: Outcome, b: Outcome | None, objective: str, limit: float) -> bool:
+    """Is `a` feasible and better than `b` (None: nothing feasible yet)?"""
     if objective == "target_drop":
-        if a.accuracy - z * a.drop_se < limit:
+        if a.accuracy < limit:
             return False
         return b is None or (a.cost, -a.accuracy) < (b.cost, -b.accuracy)
     if a.cost > limit:
@@ -72,17 +100,16 @@ def _better(a: Outcome, b: Outcome | None, objective: str, limit: float, z: floa
 
 
 def calibrate(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, *, target_drop: float | None = None,
-              budget: float | None = None, margin: float = 0.0, confidence: float | None = None) -> tuple[np.ndarray, Outcome]:
+              budget: float | None = None, margin: float = 0.0) -> tuple[np.ndarray, Outcome]:
     """Thresholds (K-1,) and their validation outcome for the objective (exactly one of target_drop, budget)."""
     if (target_drop is None) == (budget is None):
         raise BadInput("give exactly one of target_drop (accuracy points) or budget (fraction of the model's FLOPs)")
     objective = "target_drop" if target_drop is not None else "budget"
-    z = confidence_z(confidence, objective)
     final_accuracy = 100.0 * correct[-1].mean()
     limit = final_accuracy - target_drop + margin if objective == "target_drop" else float(budget)
     best_t, best = None, None
     for t, result in shared_sweep(scores, correct, costs):
-        if _better(result, best, objective, limit, z):
+        if _better(result, best, objective, limit):
             best_t, best = np.full(len(scores) - 1, t), result
     if best is None:
         if objective == "budget":
@@ -94,24 +121,17 @@ def calibrate(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, *, tar
     while improved:
         improved = False
         for k, values in enumerate(options):
-            for value in values:
-                trial = best_t.copy()
-                trial[k] = value
-                result = outcome(scores, correct, costs, trial)
-                if _better(result, best, objective, limit, z):
-                    best_t, best, improved = trial, result, True
+            accuracy, cost = sweep_one(scores, correct, costs, best_t, k, values)
+            feasible = np.flatnonzero(accuracy >= limit if objective == "target_drop" else cost <= limit)
+            if not len(feasible):
+                continue
+            keys = (-accuracy[feasible], cost[feasible]) if objective == "target_drop" else (cost[feasible], -accuracy[feasible])
+            trial = best_t.copy()
+            trial[k] = values[feasible[np.lexsort(keys)[0]]]  # lexsort's last key is the primary; stable: the first of equals
+            result = outcome(scores, correct, costs, trial)
+            if _better(result, best, objective, limit):
+                best_t, best, improved = trial, result, True
     return best_t, best
-
-
-def confidence_z(confidence: float | None, objective: str = "target_drop") -> float:
-    """The one-sided normal quantile of `confidence` (0 without one)."""
-    if confidence is None:
-        return 0.0
-    if objective != "target_drop":
-        raise BadInput("a confidence level applies to a target drop (--target-drop), not to a budget")
-    if not 0.5 <= confidence < 1.0:
-        raise BadInput(f"confidence must be a probability in [0.5, 1), e.g. 0.95; got {confidence}")
-    return NormalDist().inv_cdf(confidence)
 
 
 def oracle(correct: np.ndarray, costs: np.ndarray) -> Outcome:

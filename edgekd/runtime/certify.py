@@ -1,0 +1,143 @@
+"""Certifying a target drop on validation images the threshold search never saw (pure numpy).
+
+A search over hundreds of threshold vectors picks the one that looks best on its own images, so a
+bound computed on those images is optimistic. `calibrate --confidence P` therefore splits the
+validation images in two:
+
+1. **Search half.** The threshold search runs at a ladder of drops from 0 to the target and lists
+   its points along the cost-vs-drop frontier, from the safest (dearest) to the cheapest.
+2. **Certify half.** The points are tested in that order (fixed-sequence testing, as in
+   Learn-then-Test, Angelopoulos et al. 2021, and Pareto Testing, Laufer-Goldshtein et al. 2023),
+   each at level 1 - P, stopping at the first one that fails; the last that passed is kept. The
+   order was fixed before the certify half was read, so no multiplicity correction is needed: the
+   chance that the kept point's drop on new data exceeds the target is at most 1 - P.
+
+Each test is of H0 "the drop is at least the target" on the signed per-image drop
+d = [final exit right] - [exit taken right], in {-1, 0, 1}, with a betting martingale
+(Waudby-Smith and Ramdas 2023, predictable plug-in bets): the bettor stakes against H0 image by
+image, and by Ville's inequality its wealth reaches 1/(1 - P) with probability at most 1 - P when
+H0 holds. The bound is finite-sample and assumes only that validation and deployment images are
+i.i.d. from the same distribution.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgekd.errors import BadInput
+from edgekd.runtime.thresholds import Outcome, assign_exits, calibrate, outcome
+
+LADDER_STEPS = 11  # drops searched on the search half: 0, T/10, ..., T
+MAX_BET = 0.5  # the largest stake, as a fraction of what the bettor could lose on one image (WSR's c)
+
+
+@dataclass(frozen=True)
+class Certified:
+    """The outcome of fixed-sequence testing: the point kept (None: none passed) and every test run."""
+
+    thresholds: np.ndarray | None
+    search: Outcome | None  # the kept point on the search half
+    certify: Outcome | None  # the kept point on the certify half
+    p_value: float | None  # the kept point's
+    tested: list[tuple[Outcome, Outcome, float]]  # (search, certify, p-value) in the order tested, up to the first failure
+
+
+def drop_p_value(drops: np.ndarray, target: float, confidence: float, seed: int = 0) -> float:
+    """p-value of H0 "mean drop >= target" from per-image drops in {-1, 0, 1} (target as a fraction,
+    0.005 for half a point): 1 / the largest wealth of a betting martingale against H0. The bets are
+    sized for rejection at 1 - confidence on len(drops) images; images are taken in a seeded order."""
+    if len(drops) == 0:
+        return 1.0
+    x = (np.random.default_rng(seed).permutation(np.asarray(drops, float)) + 1.0) / 2.0  # in [0, 1]
+    m = (target + 1.0) / 2.0  # H0: E[x] >= m
+    n = len(x)
+    t = np.arange(1, n + 1)
+    mean = (0.5 + np.cumsum(x)) / (t + 1)
+    variance = (0.25 + np.cumsum((x - mean) ** 2)) / (t + 1)
+    previous = np.concatenate([[0.25], variance[:-1]])  # the bet on image t uses images 1..t-1 only
+    bets = np.minimum(np.sqrt(2.0 * np.log(1.0 / (1.0 - confidence)) / (n * previous)), MAX_BET / (1.0 - m))
+    log_wealth = np.cumsum(np.log1p(bets * (m - x)))
+    return float(min(1.0, np.exp(-log_wealth.max())))
+
+
+def signed_drops(correct: np.ndarray, exits: np.ndarray) -> np.ndarray:
+    """Per image: 1 if the final exit is right and the exit taken is wrong, -1 the other way round, else 0."""
+    taken = correct[exits, np.arange(correct.shape[1])]
+    return correct[-1].astype(int) - taken.astype(int)
+
+
+def frontier(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, target_drop: float,
+             margin: float = 0.0) -> list[tuple[np.ndarray, Outcome]]:
+    """Threshold points of the search half along the cost-vs-drop frontier, safest (dearest) first:
+    the cheapest point at each drop of a ladder from 0 to `target_drop - margin` points, with the
+    points another one beats on both cost and accuracy left out."""
+    points: list[tuple[np.ndarray, Outcome]] = []
+    for level in np.linspace(0.0, max(target_drop - margin, 0.0), LADDER_STEPS):
+        thresholds, result = calibrate(scores, correct, costs, target_drop=float(level))
+        if not any(np.array_equal(thresholds, seen) for seen, _ in points):
+            points.append((thresholds, result))
+    points.sort(key=lambda p: (p[1].cost, -p[1].accuracy))
+    kept: list[tuple[np.ndarray, Outcome]] = []
+    for thresholds, result in points:  # cheapest first: a dearer point is kept only if it is also more accurate
+        if not kept or result.accuracy > kept[-1][1].accuracy:
+            kept.append((thresholds, result))
+    return kept[::-1]
+
+
+def certify_in_sequence(points: list[tuple[np.ndarray, Outcome]], scores: np.ndarray, correct: np.ndarray, costs: np.ndarray,
+                        target_drop: float, confidence: float, seed: int = 0) -> Certified:
+    """Test `points` (thresholds from the search half, safest first) on the certify half's `scores` and
+    `correct`, in order, at level 1 - confidence; keep the last that passes before the first failure."""
+    kept: tuple[np.ndarray, Outcome, Outcome, float] | None = None
+    tested: list[tuple[Outcome, Outcome, float]] = []
+    for thresholds, searched in points:
+        exits = assign_exits(scores, thresholds)
+        p = drop_p_value(signed_drops(correct, exits), target_drop / 100.0, confidence, seed)
+        result = outcome(scores, correct, costs, thresholds)
+        tested.append((searched, result, p))
+        if p > 1.0 - confidence:
+            break
+        kept = (thresholds, searched, result, p)
+    if kept is None:
+        return Certified(None, None, None, None, tested)
+    return Certified(*kept, tested)
+
+
+def images_needed(drops: np.ndarray, target_drop: float, confidence: float, limit: int = 1_000_000) -> int | None:
+    """About how many certify images a point with these per-image drops (from the search half) would
+    need to pass: the certify half is taken to look like `drops`, repeated, and grown by doubling
+    until the test passes. None when even `limit` images would not (its drop is at the target or above)."""
+    drops = np.asarray(drops)
+    if len(drops) == 0 or 100.0 * drops.mean() >= target_drop:
+        return None
+    size = max(len(drops), 100)
+    while size <= limit:
+        sample = np.resize(drops, size)
+        if drop_p_value(sample, target_drop / 100.0, confidence) <= 1.0 - confidence:
+            return size
+        size *= 2
+    return None
+
+
+def split_halves(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the search and certify halves of the validation images, stratified by class and seeded,
+    so each half has every class in its share."""
+    rng = np.random.default_rng(seed)
+    search, certify = [], []
+    for label in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        search.append(rows[: (len(rows) + 1) // 2])
+        certify.append(rows[(len(rows) + 1) // 2:])
+    return np.sort(np.concatenate(search)), np.sort(np.concatenate(certify))
+
+
+
+def check_confidence(confidence: float | None, objective: str = "target_drop") -> None:
+    """Refuse a confidence level that is not a probability in [0.5, 1), or one given with a budget."""
+    if confidence is None:
+        return
+    if objective != "target_drop":
+        raise BadInput("a confidence level applies to a target drop (--target-drop), not to a budget")
+    if not 0.5 <= confidence < 1.0:
+        raise BadInput(f"confidence must be a probability in [0.5, 1), e.g. 0.9; got {confidence}")
