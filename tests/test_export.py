@@ -153,8 +153,10 @@ def test_max_int8_drop_keeps_sensitive_nodes_in_fp32_or_refuses_naming_the_exit(
     monkeypatch.setattr(onnx_int8, "compare", always_lossy)
     monkeypatch.setattr(onnx_int8, "RULES", onnx_int8.RULES[:1])  # one step (the heads) before refusing: half the rounds
     monkeypatch.setattr(onnx_int8, "SENSITIVE_STEPS", onnx_int8.SENSITIVE_STEPS[:1])
-    with pytest.raises(EdgekdError, match=r"INT8 exit \d loses 9.00 points .*--max-int8-drop 5.0\) even with the exit heads kept"):
+    with pytest.raises(EdgekdError, match=r"INT8 exit \d loses \d+\.\d\d points .*--max-int8-drop 5.0\) even with the exit heads kept") as refused:
         exporter.export(run_dir, "onnx-int8", out=tmp_path / "c", calib_images=16, max_int8_drop=5.0, log=lambda m: None)
+    # the 9 simulated points on top of the graph's own (small, calibration-dependent) INT8 loss
+    assert float(str(refused.value).split(" loses ")[1].split(" points")[0]) >= 9.0
     assert not (tmp_path / "c").exists() and not (tmp_path / ".c.partial").exists()
 
 
