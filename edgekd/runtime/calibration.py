@@ -72,8 +72,8 @@ def _choose_policy(model: EarlyExitModel, logits: list[np.ndarray], labels: np.n
     return max(tried, key=lambda s: s.mean_auroc)  # the first of equals: max_prob, raw
 
 
-def _policy_record(chosen: Scored, result: Outcome, images: int, **fields: Any) -> Policy:
-    final = 100.0 * chosen.correct[-1].mean() if "final" not in fields else fields.pop("final")
+def _policy_record(chosen: Scored, result: Outcome, images: int, final: float, **fields: Any) -> Policy:
+    """The manifest's record of the chosen policy and its outcome on `images` images (final exit: `final`%)."""
     return Policy(name=chosen.policy, temperatures=chosen.temperatures, val_images=images, val_accuracy=round(result.accuracy, 3),
                   val_final_exit_accuracy=round(final, 3), val_mean_cost=round(result.cost, 4),
                   val_exit_counts=list(result.exit_counts), binomial_se=round(binomial_se(result.accuracy, images), 3),
@@ -115,7 +115,7 @@ def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, targ
         everything = np.arange(len(labels))
         chosen = _choose_policy(model, logits, labels, policy, temperature, everything, log)
         thresholds, result = calibrate(chosen.scores, chosen.correct, costs, target_drop=target_drop, budget=budget, margin=margin)
-        record = _policy_record(chosen, result, len(labels), objective=objective, target_drop=target_drop, budget=budget,
+        record = _policy_record(chosen, result, len(labels), 100.0 * chosen.correct[-1].mean(), objective=objective, target_drop=target_drop, budget=budget,
                                 margin=margin)
         drop = record.val_final_exit_accuracy - result.accuracy
         summary = (f"on {len(labels)} validation images: accuracy {result.accuracy:.2f}% (final exit {record.val_final_exit_accuracy:.2f}%, "
@@ -129,15 +129,16 @@ def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, targ
         points = frontier(chosen.scores[:, search], chosen.correct[:, search], costs, target_drop, margin)
         log(f"search half ({len(search)} images): {len(points)} points from cost {points[0][1].cost:.3f} to {points[-1][1].cost:.3f}")
         certified = certify_in_sequence(points, chosen.scores[:, certify], chosen.correct[:, certify], costs, target_drop, confidence)
+        certify_final = 100.0 * chosen.correct[-1, certify].mean()
         for i, (searched, measured, p) in enumerate(certified.tested, 1):
             passed = p <= 1.0 - confidence
             log(f"  point {i}: cost {searched.cost:.3f} on the search half, {measured.cost:.3f} on the certify half, "
-                f"drop {100 * chosen.correct[-1, certify].mean() - measured.accuracy:.2f} there, p = {p:.4f}: "
+                f"drop {certify_final - measured.accuracy:.2f} there, p = {p:.4f}: "
                 f"{'certified' if passed else 'not certified, stop'}")
         if certified.thresholds is None:
             raise _refusal(certified, chosen, search, len(certify), target_drop, confidence, points[0][0])
         thresholds, result = certified.thresholds, certified.certify
-        record = _policy_record(chosen, result, len(certify), final=100.0 * chosen.correct[-1, certify].mean(), objective=objective,
+        record = _policy_record(chosen, result, len(certify), certify_final, objective=objective,
                                 target_drop=target_drop, margin=margin, confidence=confidence, search_images=len(search),
                                 certify_images=len(certify), certify_p_value=round(certified.p_value, 6),
                                 points_tested=len(certified.tested))

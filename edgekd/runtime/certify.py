@@ -37,7 +37,6 @@ class Certified:
     """The outcome of fixed-sequence testing: the point kept (None: none passed) and every test run."""
 
     thresholds: np.ndarray | None
-    search: Outcome | None  # the kept point on the search half
     certify: Outcome | None  # the kept point on the certify half
     p_value: float | None  # the kept point's
     tested: list[tuple[Outcome, Outcome, float]]  # (search, certify, p-value) in the order tested, up to the first failure
@@ -89,7 +88,7 @@ def certify_in_sequence(points: list[tuple[np.ndarray, Outcome]], scores: np.nda
                         target_drop: float, confidence: float, seed: int = 0) -> Certified:
     """Test `points` (thresholds from the search half, safest first) on the certify half's `scores` and
     `correct`, in order, at level 1 - confidence; keep the last that passes before the first failure."""
-    kept: tuple[np.ndarray, Outcome, Outcome, float] | None = None
+    kept: tuple[np.ndarray, Outcome, float] | None = None
     tested: list[tuple[Outcome, Outcome, float]] = []
     for thresholds, searched in points:
         exits = assign_exits(scores, thresholds)
@@ -98,9 +97,9 @@ def certify_in_sequence(points: list[tuple[np.ndarray, Outcome]], scores: np.nda
         tested.append((searched, result, p))
         if p > 1.0 - confidence:
             break
-        kept = (thresholds, searched, result, p)
+        kept = (thresholds, result, p)
     if kept is None:
-        return Certified(None, None, None, None, tested)
+        return Certified(None, None, None, tested)
     return Certified(*kept, tested)
 
 
@@ -130,7 +129,6 @@ def split_halves(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndar
         search.append(rows[: (len(rows) + 1) // 2])
         certify.append(rows[(len(rows) + 1) // 2:])
     return np.sort(np.concatenate(search)), np.sort(np.concatenate(certify))
-
 
 
 def check_confidence(confidence: float | None, objective: str = "target_drop") -> None:

@@ -17,6 +17,7 @@ images); `certify` tests its points on images it never saw.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from edgekd.errors import BadInput
