@@ -135,7 +135,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if (args.target_drop is None) == (args.budget is None):
         raise EdgekdError("give exactly one of --target-drop POINTS or --budget FRACTION")
     calibrate_bundle(args.bundle, args.data, target_drop=args.target_drop, budget=args.budget, policy=args.policy,
-                     temperature=args.temperature, margin=args.margin, confidence=args.confidence)
+                     temperature=args.temperature, running_ensemble=args.running_ensemble, agreement=args.agreement,
+                     margin=args.margin, confidence=args.confidence)
     return 0
 
 
@@ -232,9 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     calib.add_argument("--target-drop", type=float, help="smallest cost within this many accuracy points of the final exit")
     calib.add_argument("--budget", type=float, help="best accuracy within this fraction of the model's FLOPs")
     calib.add_argument("--policy", default="max_prob",
-                       help="exit policy: max_prob, entropy, margin, or auto (each of them with and without --temperature; "
-                            "the one whose scores best predict a drop on validation, by AUROC, is kept)")
+                       help="exit policy: max_prob, entropy, margin, or auto (each of them with and without --temperature, "
+                            "--running-ensemble and --agreement; the one whose scores best predict a drop on validation, by "
+                            "AUROC, is kept)")
     calib.add_argument("--temperature", action="store_true", help="fit a temperature per exit on the validation images first")
+    calib.add_argument("--running-ensemble", action="store_true",
+                       help="early exits answer with the geometric ensemble of the exits so far, and are scored on it")
+    calib.add_argument("--agreement", action="store_true",
+                       help="an early exit's score is 0 where its top-1 class differs from the previous exit's")
     calib.add_argument("--margin", type=float, default=0.0, help="extra accuracy points held in reserve")
     calib.add_argument("--confidence", type=float,
                        help="with --target-drop: search on half of the validation images and certify the target on the "

@@ -98,6 +98,8 @@ class TrainConfig(Section):
     warmup_epochs: float = Field(0.0, ge=0)
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     channels_last: bool = False
+    gradient_equilibrium: bool = Field(False, description="multi-exit students: rescale the shared trunks' gradients so "
+                                       "each exit's share is equal (IMTA's gradient equilibrium); inference is unchanged")
     progressive_resize: Optional[ProgressiveResizeConfig] = None
     teacher_cache_views: int = Field(0, ge=0, le=64, description="fixed augmented views per training image whose teacher "
                                      "logits are computed once (edgekd.engine.teacher_cache); 0: teachers run every step")

@@ -68,6 +68,10 @@ def test_prediction_returns_a_label_and_an_exit(server, example):
     assert answer.startswith("### ") and "exit" in answer and "ms" in answer
     assert [row[0] for row in per_exit["data"]] == [1, 2, 3, 4]
     assert [row[0] for row in compare["data"]] == ["early-exit student", "full student (last exit)"]
+    for row in compare["data"]:  # both timed alike: a median of repeated calls inside its 10th-90th percentile spread
+        low, high = (float(v) for v in row[5].split("-"))
+        assert 0 < low <= row[4] <= high
+    assert "medians of 21 calls" in answer
 
 
 def test_bad_uploads_get_a_readable_error_and_the_server_keeps_serving(server, corrupt_png, tmp_path, example):

@@ -1,5 +1,6 @@
 """The early-exit runtime on the tiny test bundle (tests/runtime_fixture.py): exits and compaction, modes,
 backends and precisions, calibration and bench (that it imports neither torch nor the exporter: test_bundle). Runs without torch (CI runs it in a Python 3.10 runtime-only venv)."""
+import itertools
 import json
 import shutil
 
@@ -10,9 +11,9 @@ import pytest
 from conftest import SHAPES_IMAGES, TINY_BUNDLE, run_cli
 from edgekd.errors import BadInput, EdgekdError
 from edgekd.runtime import EarlyExitModel
-from edgekd.runtime.evaluation import exit_logits, load_split
+from edgekd.runtime.evaluation import exit_logits, load_split, score_exits
 from edgekd.runtime.sessions import session_options
-from edgekd.runtime.thresholds import NEVER
+from edgekd.runtime.thresholds import NEVER, assign_exits
 
 BUNDLE, IMAGES = TINY_BUNDLE, SHAPES_IMAGES
 pytestmark = pytest.mark.usefixtures("runtime_fixture")
@@ -161,18 +162,52 @@ def test_calibrate_auto_keeps_the_policy_whose_scores_best_predict_the_drop_even
 
     auroc = {}
     for name in ("max_prob", "entropy", "margin"):
-        for temperature in (False, True):
-            chosen = calibrate_bundle(bundle, IMAGES, target_drop=1.0, policy=name, temperature=temperature, log=lambda m: None)
+        for options in itertools.product((False, True), repeat=3):
+            temperature, running_ensemble, agreement = options
+            chosen = calibrate_bundle(bundle, IMAGES, target_drop=1.0, policy=name, temperature=temperature,
+                                      running_ensemble=running_ensemble, agreement=agreement, log=lambda m: None)
             known = [a for a in chosen.auroc if a is not None]  # None: no image of the drop event at that exit
             assert len(chosen.auroc) == 3 and known and all(0.0 <= a <= 1.0 for a in known)
-            auroc[name, temperature] = np.mean(known)
+            assert (chosen.running_ensemble, chosen.agreement) == (running_ensemble, agreement)
+            auroc[name, options] = np.mean(known)
     lines = []
     chosen = calibrate_bundle(bundle, IMAGES, target_drop=1.0, policy="auto", log=lines.append)
     assert np.mean([a for a in chosen.auroc if a is not None]) == pytest.approx(max(auroc.values()), abs=1e-4)
-    assert len(lines) == 8  # a header, one line per candidate, then the choice
-    assert "drop-event AUROC" in lines[0]
+    assert len(lines) == 26  # a header, one line per candidate (3 policies x 8 option sets), then the choice
+    assert "drop-event AUROC" in lines[0] and any("running ensemble, agreement" in line for line in lines)
+    written = json.loads((bundle / "manifest.json").read_text())["policy"]
+    assert (written["running_ensemble"], written["agreement"]) == (chosen.running_ensemble, chosen.agreement)
     with pytest.raises(EdgekdError, match="unknown exit policy"):
         calibrate_bundle(bundle, IMAGES, target_drop=1.0, policy="maxprob")
+
+
+def test_running_ensemble_and_agreement_route_alike_in_batches_alone_and_in_evaluation(model, test_images):
+    """The early-exit loop carries each sample's ensemble and last label through compaction: its exits and
+    labels are those of the same walk over every exit (what calibrate and bench score)."""
+    images, labels = test_images
+    logits = exit_logits(model, images)
+    looking_back = EarlyExitModel(BUNDLE)
+    looking_back.running_ensemble = looking_back.agreement = True
+    scored = score_exits(looking_back, logits, labels)
+    thresholds = np.array([0.45, 0.4, 0.3])
+    expected = assign_exits(scored.scores, thresholds)
+    batch = looking_back.predict(images, mode="early", thresholds=thresholds)
+    assert len(set(batch.exits.tolist())) > 1
+    np.testing.assert_array_equal(batch.exits - 1, expected)
+    answered = np.stack([p.argmax(1) for p in _answers(looking_back, logits)])
+    np.testing.assert_array_equal(batch.labels, answered[expected, np.arange(len(labels))])
+    np.testing.assert_allclose(batch.confidences, scored.scores[expected, np.arange(len(labels))], rtol=1e-5)
+    for i in range(0, len(images), 13):
+        alone = looking_back.predict(images[i:i + 1], mode="early", thresholds=thresholds)
+        assert (alone.exits[0], alone.labels[0]) == (batch.exits[i], batch.labels[i])
+    # the final exit answers alone, so a sample that reaches it gets the plain model's label
+    last = batch.exits == 4
+    np.testing.assert_array_equal(batch.labels[last], logits[3][last].argmax(1))
+
+
+def _answers(model, logits):
+    trail = model.trail()
+    return [trail.step(z, k)[0] for k, z in enumerate(logits)]
 
 
 def test_bench_writes_json_and_png(bundle, tmp_path):

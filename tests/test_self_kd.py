@@ -57,3 +57,44 @@ def test_self_kd_takes_no_teacher():
     student = create_model("resnet20", num_classes=3)
     with pytest.raises(EdgekdError, match="needs exactly 0 teacher"):
         build_method(MethodConfig(name="self_kd"), student, [create_model("resnet20", num_classes=3)])
+
+
+def test_mixed_schedule_trains_the_backbone_first_then_everything():
+    from training_helpers import Snapshots, changed_keys
+    from edgekd.config import DataConfig, TrainConfig
+    from edgekd.data import build_data
+    from edgekd.engine.trainer import Trainer
+    import copy
+
+    torch.manual_seed(0)
+    data = build_data(DataConfig(name="shapes", train_size=96, test_size=32, val_size=32, workers=0))
+    student = create_model("resnet18", num_classes=10, width=0.125)
+    method = build_method(MethodConfig(name="self_kd", backbone_epochs=2), student, [])
+    assert [(p.epochs, sorted(p.trainable.heads)) for p in method.phases(5)] == [(2, [3]), (3, [0, 1, 2, 3])]
+    snapshots = Snapshots()
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=0.05, schedule="constant", device="cpu")
+    previous = copy.deepcopy(student.state_dict())
+    Trainer(student, method, [], data, cfg, run_dir="unused", callbacks=[snapshots], log=lambda m: None).fit()
+    early_heads = tuple(f"heads.{k}." for k in range(3))
+    for epoch, (state, _) in enumerate(snapshots.states, start=1):
+        changed = changed_keys(previous, state)
+        assert any(k.startswith("trunks.0.") for k in changed) and any(k.startswith("heads.3.") for k in changed)
+        if epoch <= 2:  # backbone phase: the early heads, weights and BatchNorm statistics, stay as they were
+            assert not [k for k in changed if k.startswith(early_heads)]
+        else:
+            assert all(any(k.startswith(f"heads.{i}.") for k in changed) for i in range(3))
+        previous = state
+
+
+def test_mixed_schedule_backbone_phase_is_plain_ce_of_the_final_exit():
+    method = build_method(MethodConfig(name="self_kd", backbone_epochs=1), create_model("resnet20", num_classes=3), [])
+    z = [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [1.0, 2.0, 0.5]]
+    backbone = method.phases(4)[0].trainable
+    terms = method.loss(ExitOutputs([torch.tensor([r]) for r in z], []), [], torch.tensor([1]), epoch=1, step=0, plan=backbone)
+    assert list(terms) == ["ce"] and terms["ce"].item() == pytest.approx(-math.log(softmax(z[-1])[1]), rel=1e-6)
+
+
+def test_mixed_schedule_needs_a_joint_phase():
+    method = build_method(MethodConfig(name="self_kd", backbone_epochs=4), create_model("resnet20", num_classes=3), [])
+    with pytest.raises(EdgekdError, match="backbone_epochs=4 leaves no joint epochs"):
+        method.phases(4)

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from edgekd.runtime.policies import POLICIES, fit_temperature, softmax
+from edgekd.runtime.policies import POLICIES, ExitTrail, fit_temperature, log_softmax, softmax
 from edgekd.runtime.thresholds import (NEVER, assign_exits, binomial_se, calibrate, candidates, drop_se, oracle, oracle_cost_at, outcome,
                                       sweep_one)
 
@@ -78,6 +78,39 @@ def test_policies_by_hand():
     np.testing.assert_allclose(POLICIES.get("margin")(probs), [0.5, 0.0], atol=1e-12)
     h = -(0.7 * math.log(0.7) + 0.2 * math.log(0.2) + 0.1 * math.log(0.1))
     np.testing.assert_allclose(POLICIES.get("entropy")(probs), [1 - h / math.log(3), 0.0], atol=1e-9)
+
+
+def test_exit_trail_running_ensemble_and_agreement_by_hand():
+    logits = [np.log(np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3]])),
+              np.log(np.array([[0.2, 0.7, 0.1], [0.1, 0.8, 0.1]])),
+              np.log(np.array([[0.1, 0.1, 0.8], [0.3, 0.3, 0.4]]))]
+    max_prob = POLICIES.get("max_prob")
+    trail = ExitTrail(max_prob, [1.0, 1.0, 1.0], running_ensemble=True)
+    first, second, third = (trail.step(z, k) for k, z in enumerate(logits))
+    np.testing.assert_allclose(first[0], np.exp(logits[0]), rtol=1e-12)
+    geometric = np.sqrt(np.exp(logits[0]) * np.exp(logits[1]))  # the normalized product of exits 1 and 2
+    geometric /= geometric.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(second[0], geometric, rtol=1e-12)
+    np.testing.assert_allclose(second[1], geometric.max(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(third[0], np.exp(logits[2]), rtol=1e-12)  # the final exit answers alone
+    agreeing = ExitTrail(max_prob, [1.0, 1.0, 1.0], agreement=True)
+    scores = [agreeing.step(z, k)[1] for k, z in enumerate(logits)]
+    np.testing.assert_allclose(scores[0], [0.6, 0.5])  # exit 1 has nothing to agree with
+    np.testing.assert_allclose(scores[1], [0.0, 0.8])  # sample 0: exit 2 says class 1 where exit 1 said 0
+    np.testing.assert_allclose(scores[2], [0.0, 0.0])  # both changed their minds at exit 3
+    compacted = ExitTrail(max_prob, [1.0, 1.0, 1.0], running_ensemble=True, agreement=True)
+    compacted.step(logits[0], 0)
+    compacted.keep(np.array([False, True]))  # sample 0 left at exit 1
+    probs, score = compacted.step(logits[1][1:], 1)
+    np.testing.assert_allclose(probs, geometric[1:], rtol=1e-12)
+    np.testing.assert_allclose(score, geometric[1:].max(axis=1), rtol=1e-12)  # exit 1 and 2 agree on class 1
+
+
+def test_log_softmax_is_exact_where_softmax_underflows():
+    logits = np.array([[0.0, -2000.0], [3.0, 1.0]])
+    np.testing.assert_allclose(log_softmax(logits), [[0.0, -2000.0], [-np.log1p(np.exp(-2.0)), -2.0 - np.log1p(np.exp(-2.0))]],
+                               rtol=1e-12)
+    np.testing.assert_allclose(np.exp(log_softmax(logits, 2.0)), softmax(logits, 2.0), rtol=1e-12)
 
 
 def test_temperature_fit_recovers_the_true_temperature():

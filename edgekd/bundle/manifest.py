@@ -150,6 +150,8 @@ class Policy(Section):
 
     name: str
     temperatures: list[float]
+    running_ensemble: bool = False  # early exits answer with the geometric ensemble of the exits so far (runtime.policies)
+    agreement: bool = False  # an early exit's score is 0 where its top-1 class differs from the previous exit's
     objective: Literal["target_drop", "budget"]
     target_drop: Optional[float] = None
     budget: Optional[float] = None

@@ -35,7 +35,7 @@ class TradeOff:
         self.path_ms = np.cumsum(self.segment_ms)
         self.prefix_ms = [1e3 * t for t in prefix_latencies(model, one, repeats)]
         self.full_ms = self.prefix_ms[-1]
-        self.exit_accuracy = (100.0 * self.correct.mean(axis=1)).tolist()
+        self.exit_accuracy = (100.0 * scored.exit_correct.mean(axis=1)).tolist()
 
     def at(self, thresholds: np.ndarray) -> OperatingPoint:
         exits = assign_exits(self.scores, thresholds)

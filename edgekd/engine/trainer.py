@@ -85,6 +85,7 @@ class Trainer:
         self.teachers = [t.to(self.device).eval().requires_grad_(False) for t in teachers]
         if cfg.channels_last:  # the student only: frozen teachers run inference faster in NCHW on CPU (measured)
             self.student.to(memory_format=torch.channels_last)
+        self.student.gradient_equilibrium = cfg.gradient_equilibrium
         self.image_size, self.num_classes = data.image_size, data.num_classes
         self.image_channels = 3
         self.phases = method.phases(cfg.epochs)

@@ -8,6 +8,10 @@ with H the soft cross-entropy -sum p log q (no T^2), T=3, alpha=0.3.
 reimplementation that uses it (luanyunteng/pytorch-be-your-own-teacher): alpha=0.1, T=3.
 The final exit's logits are detached, so it learns from the labels alone. BYOT's feature term
 (shallow features regressed onto the deepest) is not part of this method.
+
+`backbone_epochs: N` is the mixed schedule (Kubaty et al. 2024, "How to train your multi-exit
+model?"): the first N epochs train the backbone and the final exit alone with CE, the early heads
+frozen; then everything trains jointly with the loss above, on a restarted learning-rate schedule.
 """
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
-from edgekd.methods.base import Method, Trainable
+from edgekd.errors import EdgekdError
+from edgekd.methods.base import Method, Phase, Trainable
 from edgekd.methods.losses import soft_cross_entropy
 from edgekd.methods.registry import METHODS
 from edgekd.models import ExitOutputs
@@ -32,6 +37,8 @@ class SelfKDParams(BaseModel):
     temperature: float = Field(3.0, gt=0)
     alpha: Optional[float] = Field(None, ge=0, le=1, description="share of the final exit's soft targets at each earlier "
                                    "exit (default 0.3 for official, 0.1 for t_squared)")
+    backbone_epochs: int = Field(0, ge=0, description="mixed schedule: epochs that first train the backbone and final "
+                                 "exit alone (CE), before the joint phase; 0: joint from the start")
 
     @model_validator(mode="after")
     def _default_alpha(self) -> "SelfKDParams":
@@ -44,12 +51,25 @@ class SelfKDParams(BaseModel):
 class SelfKD(Method[SelfKDParams]):
     Params = SelfKDParams
 
+    def phases(self, total_epochs: int) -> list[Phase]:
+        first = self.params.backbone_epochs
+        if not first:
+            return super().phases(total_epochs)
+        if first >= total_epochs:
+            raise EdgekdError(f"method.backbone_epochs={first} leaves no joint epochs in a run of {total_epochs}; "
+                             f"give fewer backbone epochs or more train.epochs")
+        final = self.num_exits - 1
+        backbone = Trainable(frozenset(range(self.num_exits)), frozenset({final}))
+        return [Phase(first, backbone), Phase(total_epochs - first, self.everything())]
+
     def loss(self, student_out: ExitOutputs, teacher_outs: list[ExitOutputs], target: Tensor, *,
              epoch: int, step: int, plan: Trainable) -> dict[str, Tensor]:
         p = self.params
         alpha, temperature = float(p.alpha), p.temperature
         scale = temperature**2 if p.form == "t_squared" else 1.0
         *early, final = student_out.logits
+        if len(plan.heads) < self.num_exits:  # the mixed schedule's backbone phase: the final exit alone
+            return {"ce": F.cross_entropy(final, target)}
         return {
             "ce": F.cross_entropy(final, target) + (1 - alpha) * sum(F.cross_entropy(z, target) for z in early),
             "self_kd": alpha * scale * sum(soft_cross_entropy(z, final, temperature) for z in early),

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from edgekd.models.backbone import Backbone
 from edgekd.models.flops import count_flops, count_params
+from edgekd.models.gradient_equilibrium import fork
 from edgekd.models.heads import HEADS
 from edgekd.bundle.manifest import ExitInfo
 from edgekd.bundle.preprocess import Preprocess
@@ -74,6 +75,8 @@ class MultiExitNet(nn.Module):
         self.source_keys: dict[str, str] = {}
         self.fresh_classifier = 0  # the loaded weights' class count where their classifier was replaced
         self.input_conversion: Optional[InputConversion] = None
+        # Rescale the shared trunks' gradients while training (edgekd.models.gradient_equilibrium).
+        self.gradient_equilibrium = False
         num_stages = len(backbone.stages)
         if not exits or sorted(set(exits)) != list(exits) or exits[0] < 1 or exits[-1] != num_stages:
             raise ValueError(
@@ -114,7 +117,8 @@ class MultiExitNet(nn.Module):
         if self.input_conversion is not None:
             x = self.input_conversion(x)
         logits, features, stages, stem = [], [], [], None
-        for trunk, head in zip(self.trunks, self.heads):
+        balance = self.gradient_equilibrium and torch.is_grad_enabled() and self.num_exits > 1
+        for k, (trunk, head) in enumerate(zip(self.trunks, self.heads)):
             for stage in trunk:
                 if stem is None and self.stem_first:
                     stem = stage[0](x)
@@ -123,7 +127,10 @@ class MultiExitNet(nn.Module):
                     x = stage(x)
                 stages.append(x)
             features.append(x)
-            logits.append(head(x))
+            head_input = x
+            if balance:
+                head_input, x = fork(x, k, self.num_exits)
+            logits.append(head(head_input))
         return ExitOutputs(logits, features, stages, stem)
 
     @property

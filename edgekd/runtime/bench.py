@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgekd.runtime.evaluation import exit_logits, load_split, score_exits
+from edgekd.runtime.evaluation import ExitScores, exit_logits, load_split, score_exits
 from edgekd.runtime.model import EarlyExitModel
 from edgekd.runtime.timing import medians_in_turns, prefix_latencies, segment_latencies
 from edgekd.runtime.thresholds import assign_exits, oracle, oracle_cost_at, outcome, shared_sweep
@@ -43,7 +43,7 @@ def run_bench(bundle: str | Path, data: str | Path, *, repeats: int = 50, batch:
     seg_latency = segment_latencies(model, one, repeats)
     path_latency = np.cumsum(seg_latency)
     full_latency = prefix_latency[-1]
-    per_exit = [{"exit": k + 1, "test_top1": round(100.0 * correct[k].mean(), 3), "latency_ms": round(1e3 * prefix_latency[k], 4),
+    per_exit = [{"exit": k + 1, "test_top1": round(100.0 * scored.exit_correct[k].mean(), 3), "latency_ms": round(1e3 * prefix_latency[k], 4),
                  "flops_fraction": round(float(model.manifest.exits[k].flops / model.manifest.exits[-1].flops), 4)}
                 for k in range(k_exits)]
     curve = []
@@ -51,7 +51,7 @@ def run_bench(bundle: str | Path, data: str | Path, *, repeats: int = 50, batch:
         exits = assign_exits(scores, np.full(k_exits - 1, t))
         curve.append({"threshold": round(t, 5), "accuracy": round(result.accuracy, 3), "flops_fraction": round(result.cost, 4),
                       "latency_ms": round(1e3 * float(path_latency[exits].mean()), 4), "exit_counts": list(result.exit_counts)})
-    best_oracle = oracle(correct, costs)
+    best_oracle = oracle(scored.exit_correct, costs)
     report: dict[str, Any] = {
         "bundle": str(bundle), "backend": backend, "precision": model.precision, "providers": [str(p) for p in model.providers], "test_images": n,
         "per_exit": per_exit, "ensemble_top1": round(100.0 * float((ensemble.argmax(1) == labels).mean()), 3),
@@ -62,7 +62,7 @@ def run_bench(bundle: str | Path, data: str | Path, *, repeats: int = 50, batch:
                    "exit_counts": list(best_oracle.exit_counts)},
     }
     if model.thresholds:
-        report["calibrated"] = _calibrated(model, images, labels, scores, correct, costs, path_latency, batch, passes)
+        report["calibrated"] = _calibrated(model, images, scored, costs, path_latency, batch, passes)
     return report
 
 
@@ -78,13 +78,14 @@ def per_image_seconds(model: EarlyExitModel, images: np.ndarray, passes: int, *s
     return [t / len(images) for t in totals]
 
 
-def _calibrated(model: EarlyExitModel, images: np.ndarray, labels: np.ndarray, scores: np.ndarray, correct: np.ndarray,
-                costs: np.ndarray, path_latency: np.ndarray, batch: int, passes: int) -> dict[str, Any]:
+def _calibrated(model: EarlyExitModel, images: np.ndarray, scored: ExitScores, costs: np.ndarray, path_latency: np.ndarray,
+                batch: int, passes: int) -> dict[str, Any]:
     """The calibrated operating point on test: accuracy, FLOPs, measured latency, throughput, the goals' ratios.
 
     Early exit and the full model are timed the same way, through `predict` (preprocessing checks,
     softmax and bookkeeping included): `mode='early'` against `mode='exit', exit=K`."""
     thresholds = np.asarray(model.thresholds)
+    scores, correct = scored.scores, scored.correct
     result = outcome(scores, correct, costs, thresholds)
     k_exits = model.num_exits
     measured, full_latency = per_image_seconds(model, images, passes, {"mode": "early"}, {"mode": "exit", "exit": k_exits})
@@ -93,10 +94,11 @@ def _calibrated(model: EarlyExitModel, images: np.ndarray, labels: np.ndarray, s
     t_plain, t_early = medians_in_turns([lambda: [model.predict(c, mode="exit", exit=k_exits) for c in chunks],
                                          lambda: [model.predict(c, mode="early") for c in chunks]], passes, warmup=1)
     full_accuracy = 100.0 * correct[-1].mean()
-    oracle_cost = oracle_cost_at(correct, costs, result.accuracy)
+    oracle_cost = oracle_cost_at(scored.exit_correct, costs, result.accuracy)
     predicted_speedup = 1.0 / result.cost
     return {
-        "thresholds": thresholds.tolist(), "policy": model.policy_name, "accuracy": round(result.accuracy, 3),
+        "thresholds": thresholds.tolist(), "policy": model.policy_name, "running_ensemble": model.running_ensemble,
+        "agreement": model.agreement, "accuracy": round(result.accuracy, 3),
         "accuracy_drop": round(full_accuracy - result.accuracy, 3), "flops_fraction": round(result.cost, 4),
         "exit_counts": list(result.exit_counts), "passes": passes,
         "latency_ms_batch1": round(1e3 * measured, 4), "full_latency_ms_batch1": round(1e3 * full_latency, 4),

@@ -37,6 +37,8 @@ class Scored(NamedTuple):
 
     policy: str
     temperature: bool
+    running_ensemble: bool
+    agreement: bool
     temperatures: list[float]
     scores: np.ndarray
     correct: np.ndarray
@@ -47,34 +49,55 @@ class Scored(NamedTuple):
         known = [a for a in self.auroc if not np.isnan(a)]
         return float(np.mean(known)) if known else 0.5
 
+    @property
+    def description(self) -> str:
+        """The policy's name and options, as the log says them."""
+        options = [label for label, on in (("per-exit temperatures", self.temperature), ("running ensemble", self.running_ensemble),
+                                           ("agreement", self.agreement)) if on]
+        return self.policy + (f" with {', '.join(options)}" if options else "")
 
-def _score(model: EarlyExitModel, logits: list[np.ndarray], labels: np.ndarray, policy: str, temperature: bool,
+
+class Choice(NamedTuple):
+    """A policy and its options: what `calibrate` tries and writes into the manifest."""
+
+    policy: str
+    temperature: bool = False
+    running_ensemble: bool = False
+    agreement: bool = False
+
+
+def _score(model: EarlyExitModel, logits: list[np.ndarray], labels: np.ndarray, choice: Choice, temperatures: list[float],
            fit: np.ndarray) -> Scored:
-    """Scores of one policy (with per-exit temperatures fitted on the `fit` rows, or none)."""
-    temperatures = [fit_temperature(z[fit], labels[fit]) for z in logits] if temperature else [1.0] * model.num_exits
-    model.temperatures = temperatures
-    scored = score_exits(model, logits, labels, policy)
-    return Scored(policy, temperature, temperatures, scored.scores, scored.correct,
-                  drop_event_auroc(scored.scores[:, fit], scored.correct[:, fit]))
+    """Scores of one policy with its options, each early exit's drop-event AUROC taken on the `fit` rows."""
+    model.temperatures, model.running_ensemble, model.agreement = temperatures, choice.running_ensemble, choice.agreement
+    scored = score_exits(model, logits, labels, choice.policy)
+    return Scored(choice.policy, choice.temperature, choice.running_ensemble, choice.agreement, temperatures, scored.scores,
+                  scored.correct, drop_event_auroc(scored.scores[:, fit], scored.correct[:, fit]))
 
 
-def _choose_policy(model: EarlyExitModel, logits: list[np.ndarray], labels: np.ndarray, policy: str, temperature: bool,
-                   fit: np.ndarray, log: Log) -> Scored:
-    """The policy asked for, or with `auto` the one (with or without temperatures) whose scores best predict
-    the drop event on the `fit` rows: the highest mean drop-event AUROC over the early exits."""
-    options = [(name, t) for name in POLICIES.names() for t in (False, True)] if policy == "auto" else [(policy, temperature)]
-    tried = [_score(model, logits, labels, name, t, fit) for name, t in options]
+def _choose_policy(model: EarlyExitModel, logits: list[np.ndarray], labels: np.ndarray, asked: Choice, fit: np.ndarray,
+                   log: Log) -> Scored:
+    """The policy asked for, or with `auto` the one (each policy with and without temperatures, running ensemble
+    and agreement) whose scores best predict the drop event on the `fit` rows: the highest mean drop-event
+    AUROC over the early exits. Temperatures are fitted on the `fit` rows."""
+    if asked.policy == "auto":
+        options = [Choice(name, t, e, a) for name in POLICIES.names() for t in (False, True) for e in (False, True) for a in (False, True)]
+    else:
+        options = [asked]
+    fitted = {t: [fit_temperature(z[fit], labels[fit]) for z in logits] if t else [1.0] * model.num_exits
+              for t in {o.temperature for o in options}}
+    tried = [_score(model, logits, labels, o, fitted[o.temperature], fit) for o in options]
     if len(tried) > 1:
         log(f"drop-event AUROC per early exit on {len(fit)} validation images (exit wrong where the final exit is right):")
         for s in tried:
-            log(f"  {s.policy:<9} {'temperature' if s.temperature else 'raw        '}  "
-                f"{' '.join(f'{a:.3f}' for a in s.auroc)}  mean {s.mean_auroc:.3f}")
+            log(f"  {' '.join(f'{a:.3f}' for a in s.auroc)}  mean {s.mean_auroc:.3f}  {s.description}")
     return max(tried, key=lambda s: s.mean_auroc)  # the first of equals: max_prob, raw
 
 
 def _policy_record(chosen: Scored, result: Outcome, images: int, final: float, **fields: Any) -> Policy:
     """The manifest's record of the chosen policy and its outcome on `images` images (final exit: `final`%)."""
-    return Policy(name=chosen.policy, temperatures=chosen.temperatures, val_images=images, val_accuracy=round(result.accuracy, 3),
+    return Policy(name=chosen.policy, temperatures=chosen.temperatures, running_ensemble=chosen.running_ensemble,
+                  agreement=chosen.agreement, val_images=images, val_accuracy=round(result.accuracy, 3),
                   val_final_exit_accuracy=round(final, 3), val_mean_cost=round(result.cost, 4),
                   val_exit_counts=list(result.exit_counts), binomial_se=round(binomial_se(result.accuracy, images), 3),
                   drop_se=round(result.drop_se, 3), auroc=[None if np.isnan(a) else round(a, 4) for a in chosen.auroc],
@@ -96,24 +119,25 @@ def _refusal(certified: Certified, chosen: Scored, search: np.ndarray, certify_i
 
 
 def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, target_drop: float | None = None, budget: float | None = None,
-                     policy: str = "max_prob", temperature: bool = False, margin: float = 0.0, confidence: float | None = None,
-                     seed: int = 0, log: Log = print) -> Policy:
+                     policy: str = "max_prob", temperature: bool = False, running_ensemble: bool = False, agreement: bool = False,
+                     margin: float = 0.0, confidence: float | None = None, seed: int = 0, log: Log = print) -> Policy:
     """Choose thresholds on validation images and write them (and the policy) into the bundle's manifest.
-    `policy='auto'` tries every registered policy with and without per-exit temperatures and keeps the one
-    whose scores best predict the drop event (AUROC). With `confidence` (and `target_drop`), the search and
+    `policy='auto'` tries every registered policy with and without per-exit temperatures, running ensemble and
+    agreement (runtime.policies), and keeps the one whose scores best predict the drop event (AUROC). With `confidence` (and `target_drop`), the search and
     the certification use the two halves of the validation images (`seed` draws them); a target that the
     certify half cannot support is refused, with the number of images that would do, and nothing is written."""
     if policy != "auto":
         POLICIES.get(policy)  # an unknown name is refused before any image is read
     objective = "target_drop" if target_drop is not None else "budget"
     check_confidence(confidence, objective)  # a bad level is refused before any image is read
+    asked = Choice(policy, temperature, running_ensemble, agreement)
     model = EarlyExitModel(bundle)
     images, labels = load_split(model, data, "val")
     logits = exit_logits(model, images)
     costs = np.asarray(model.manifest.exit_costs())
     if confidence is None:
         everything = np.arange(len(labels))
-        chosen = _choose_policy(model, logits, labels, policy, temperature, everything, log)
+        chosen = _choose_policy(model, logits, labels, asked, everything, log)
         thresholds, result = calibrate(chosen.scores, chosen.correct, costs, target_drop=target_drop, budget=budget, margin=margin)
         record = _policy_record(chosen, result, len(labels), 100.0 * chosen.correct[-1].mean(), objective=objective, target_drop=target_drop, budget=budget,
                                 margin=margin)
@@ -125,7 +149,7 @@ def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, targ
                    f"never saw")
     else:
         search, certify = split_halves(labels, seed)
-        chosen = _choose_policy(model, logits, labels, policy, temperature, search, log)
+        chosen = _choose_policy(model, logits, labels, asked, search, log)
         points = frontier(chosen.scores[:, search], chosen.correct[:, search], costs, target_drop, margin)
         log(f"search half ({len(search)} images): {len(points)} points from cost {points[0][1].cost:.3f} to {points[-1][1].cost:.3f}")
         certified = certify_in_sequence(points, chosen.scores[:, certify], chosen.correct[:, certify], costs, target_drop, confidence)
@@ -150,6 +174,6 @@ def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, targ
     manifest = read_manifest(bundle)
     manifest.policy, manifest.thresholds = record, [float(t) for t in thresholds]
     write_manifest(Path(bundle), manifest)
-    log(f"{chosen.policy}{' with per-exit temperatures' if chosen.temperature else ''}: thresholds "
+    log(f"{chosen.description}: thresholds "
         f"{', '.join(f'{t:.4f}' for t in thresholds)} {summary}")
     return record

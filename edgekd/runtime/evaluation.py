@@ -55,9 +55,10 @@ def exit_logits(model: EarlyExitModel, images: np.ndarray, batch: int = 256) -> 
 class ExitScores(NamedTuple):
     """Every exit's view of a labelled split, each array stacked over the exits first."""
 
-    probs: np.ndarray  # (K, N, classes), temperature-scaled
+    probs: np.ndarray  # (K, N, classes): each exit's own, temperature-scaled
     scores: np.ndarray  # (K, N): the policy's score
-    correct: np.ndarray  # (K, N): top-1 right
+    correct: np.ndarray  # (K, N): the answer a sample leaving at exit k gets (the running ensemble's, where the policy has one) is right
+    exit_correct: np.ndarray  # (K, N): each exit's own top-1 is right
     logits: np.ndarray  # (K, N, classes), as the graphs gave them
 
     @property
@@ -72,7 +73,11 @@ class ExitScores(NamedTuple):
 
 
 def score_exits(model: EarlyExitModel, logits: list[np.ndarray], labels: np.ndarray, policy: str | None = None) -> ExitScores:
-    """Probabilities, policy scores and correctness of every exit, with the model's temperatures."""
-    scored = [model.scores(z, k, policy) for k, z in enumerate(logits)]
-    probs = np.stack([p for p, _ in scored])
-    return ExitScores(probs, np.stack([s for _, s in scored]), probs.argmax(2) == labels[None], np.stack(logits))
+    """Probabilities, policy scores and correctness of every exit, with the model's temperatures and
+    look-back options: the same walk down the exits as `predict(mode='early')`, on every sample."""
+    trail = model.trail(policy)
+    answers = [trail.step(z, k) for k, z in enumerate(logits)]
+    probs = np.stack([model.scores(z, k, policy)[0] for k, z in enumerate(logits)])
+    answered = np.stack([p.argmax(1) for p, _ in answers])
+    return ExitScores(probs, np.stack([s for _, s in answers]), answered == labels[None], probs.argmax(2) == labels[None],
+                      np.stack(logits))

@@ -22,8 +22,8 @@ from edgekd.errors import BadInput
 from edgekd.runtime.backends import Backend, open_backend
 from edgekd.runtime.chain import SegmentChain
 from edgekd.runtime.images import to_batch
+from edgekd.runtime.policies import ExitTrail, softmax
 from edgekd.runtime.policies import policy as get_policy
-from edgekd.runtime.policies import softmax
 
 MODES = ("auto", "early", "exit", "all")
 
@@ -91,6 +91,8 @@ class EarlyExitModel:
         self.policy_name: str = policy.name if policy else "max_prob"
         self.thresholds: list[float] | None = list(self.manifest.thresholds) if self.manifest.thresholds else None
         self.temperatures: list[float] = list(policy.temperatures) if policy else [1.0] * self.num_exits
+        self.running_ensemble: bool = bool(policy and policy.running_ensemble)
+        self.agreement: bool = bool(policy and policy.agreement)
 
     @classmethod
     def load(cls, bundle: str | Path, **kwargs: Any) -> "EarlyExitModel":
@@ -117,6 +119,10 @@ class EarlyExitModel:
         """(probabilities, policy scores) of exit `exit_index` (0-based), temperature-scaled."""
         probs = softmax(logits, self.temperatures[exit_index])
         return probs, get_policy(policy or self.policy_name)(probs)
+
+    def trail(self, policy: str | None = None) -> ExitTrail:
+        """A fresh walk down the exits with this model's policy, temperatures and look-back options."""
+        return ExitTrail(get_policy(policy or self.policy_name), self.temperatures, self.running_ensemble, self.agreement)
 
     def predict(self, inputs: Any, *, mode: str = "auto", exit: int | None = None, thresholds: Sequence[float] | None = None,
                 policy: str | None = None) -> Prediction:
@@ -147,11 +153,12 @@ class EarlyExitModel:
         left: list[tuple[Any, int, np.ndarray, np.ndarray]] = []  # (rows, exit, probs, scores) of each group that left
         timings: dict[str, float] = {}
         remaining: Any = slice(None)  # rows of the batch still running: all of them until someone leaves
+        trail = self.trail(policy)
         step = self.chain_for(n).start(batch)
         while True:
             k = step.segment
             timings[names.segment(k + 1)] = step.seconds
-            probs, score = self.scores(step.logits, k, policy)
+            probs, score = trail.step(step.logits, k)
             exit_scores[remaining, k] = score
             if k == last:
                 left.append((remaining, k, probs, score))
@@ -165,6 +172,7 @@ class EarlyExitModel:
                 rows = np.arange(n)[remaining]
                 left.append((rows[done], k, probs[done], score[done]))
                 remaining = rows[~done]
+                trail.keep(~done)
                 step.advance(~done)
             else:  # nobody leaves here: the whole batch goes on
                 step.advance()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -12,10 +12,10 @@ from edgekd.bundle import names
 from edgekd.runtime.model import EarlyExitModel
 
 
-def medians_in_turns(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int = 3, block: int = 1) -> list[float]:
-    """Median seconds of each function over `repeats` rounds. Within a round each is called `block`
-    times in a row (every call timed), in an order shuffled round by round (seeded), so a slow spell of
-    the machine falls on all of them alike and none always runs just after the same other. `block=1`
+def times_in_turns(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int = 3, block: int = 1) -> list[list[float]]:
+    """Seconds of every timed call of each function over `repeats` rounds. Within a round each is called
+    `block` times in a row (every call timed), in an order shuffled round by round (seeded), so a slow spell
+    of the machine falls on all of them alike and none always runs just after the same other. `block=1`
     makes each call find the caches holding the other functions' data; a longer block measures the warm,
     steady state."""
     for fn in fns:
@@ -29,7 +29,25 @@ def medians_in_turns(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int
                 start = time.perf_counter()
                 fns[i]()
                 times[i].append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+    return times
+
+
+def medians_in_turns(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int = 3, block: int = 1) -> list[float]:
+    """Median seconds of each function, timed in turns as `times_in_turns` does."""
+    return [statistics.median(t) for t in times_in_turns(fns, repeats, warmup, block)]
+
+
+class Spread(NamedTuple):
+    """Median and 10th / 90th percentile seconds of repeated calls."""
+
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, seconds: Sequence[float]) -> "Spread":
+        low, median, high = np.percentile(np.asarray(seconds), [10, 50, 90])
+        return cls(float(median), float(low), float(high))
 
 
 def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
