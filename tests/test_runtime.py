@@ -230,6 +230,24 @@ def test_bench_writes_json_and_png(bundle, tmp_path):
     assert "oracle:" in result.stdout and "img/s" in result.stdout
 
 
+def test_bench_of_int8_graphs_reports_against_the_fp32_full_model(bundle, tmp_path):
+    assert run_cli("calibrate", str(bundle), "--data", str(IMAGES), "--target-drop", "2").returncode == 0
+    reports = {}
+    for precision in ("fp32", "int8"):
+        out = tmp_path / precision
+        result = run_cli("bench", str(bundle), "--data", str(IMAGES), "--repeats", "3", "--batch", "16", "--passes", "1",
+                         "--precision", precision, "--out", str(out))
+        assert result.returncode == 0, result.stderr
+        reports[precision] = json.loads((out / "bench.json").read_text())
+    assert "vs_fp32_full" not in reports["fp32"]["calibrated"]
+    versus = reports["int8"]["calibrated"]["vs_fp32_full"]
+    assert versus["fp32_full_test_top1"] == reports["fp32"]["full_model"]["test_top1"]
+    assert versus["accuracy_drop"] == pytest.approx(versus["fp32_full_test_top1"] - reports["int8"]["calibrated"]["accuracy"], abs=1e-3)
+    assert versus["latency_ratio"] == pytest.approx(reports["int8"]["calibrated"]["latency_ms_batch1"]
+                                                    / versus["fp32_full_latency_ms_batch1"], rel=1e-2)
+    assert "vs the FP32 full model" in result.stdout
+
+
 def test_predict_cli(tmp_path):
     image = next((IMAGES / "test").glob("*/*.png"))
     result = run_cli("predict", str(BUNDLE), str(image), "--json")

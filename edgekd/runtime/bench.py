@@ -7,7 +7,9 @@ Measures (CPU or the chosen provider; every latency is a median of repeated runs
 - the calibrated thresholds (from `edgekd calibrate`): test accuracy, exit histogram, mean FLOPs,
   the measured mean batch-1 latency over the test images against the full model timed the same way
   (both through `predict`), and batched throughput with compaction against the full model;
-- the oracle (each sample leaves at its earliest correct exit), the bound any policy stays under.
+- the oracle (each sample leaves at its earliest correct exit), the bound any policy stays under;
+- for a reduced precision (fp16, int8), the calibrated point against the FP32 full model as well:
+  its test accuracy and its batch-1 latency, timed in the same turns (`vs_fp32_full`).
 Writes bench.json and, where matplotlib is installed, bench.png.
 """
 from __future__ import annotations
@@ -62,33 +64,40 @@ def run_bench(bundle: str | Path, data: str | Path, *, repeats: int = 50, batch:
                    "exit_counts": list(best_oracle.exit_counts)},
     }
     if model.thresholds:
-        report["calibrated"] = _calibrated(model, images, scored, costs, path_latency, batch, passes)
+        reference = None
+        if model.precision != "fp32":
+            reference = EarlyExitModel(bundle, backend=backend, precision="fp32", provider_options=provider_options,
+                                       threads=threads, shared_threads=shared_threads)
+        report["calibrated"] = _calibrated(model, images, scored, costs, path_latency, batch, passes, reference, labels)
     return report
 
 
-def per_image_seconds(model: EarlyExitModel, images: np.ndarray, passes: int, *settings: dict[str, Any]) -> list[float]:
-    """For each `predict` setting, the median over `passes` of the mean seconds per image, each image
-    alone; the settings take turns pass by pass (`medians_in_turns`), after one warm-up pass each."""
-    def one_pass(setting: dict[str, Any]) -> Callable[[], None]:
+def per_image_seconds(images: np.ndarray, passes: int, *calls: tuple[EarlyExitModel, dict[str, Any]]) -> list[float]:
+    """For each (model, `predict` setting), the median over `passes` of the mean seconds per image, each
+    image alone; the calls take turns pass by pass (`medians_in_turns`), after one warm-up pass each."""
+    def one_pass(model: EarlyExitModel, setting: dict[str, Any]) -> Callable[[], None]:
         def run() -> None:
             for i in range(len(images)):
                 model.predict(images[i:i + 1], **setting)
         return run
-    totals = medians_in_turns([one_pass(s) for s in settings], passes, warmup=1)
+    totals = medians_in_turns([one_pass(m, s) for m, s in calls], passes, warmup=1)
     return [t / len(images) for t in totals]
 
 
 def _calibrated(model: EarlyExitModel, images: np.ndarray, scored: ExitScores, costs: np.ndarray, path_latency: np.ndarray,
-                batch: int, passes: int) -> dict[str, Any]:
+                batch: int, passes: int, reference: EarlyExitModel | None, labels: np.ndarray) -> dict[str, Any]:
     """The calibrated operating point on test: accuracy, FLOPs, measured latency, throughput, the goals' ratios.
 
     Early exit and the full model are timed the same way, through `predict` (preprocessing checks,
-    softmax and bookkeeping included): `mode='early'` against `mode='exit', exit=K`."""
+    softmax and bookkeeping included): `mode='early'` against `mode='exit', exit=K`; with a `reference`
+    (the FP32 graphs of a reduced-precision bundle) its full model takes the same turns."""
     thresholds = np.asarray(model.thresholds)
     scores, correct = scored.scores, scored.correct
     result = outcome(scores, correct, costs, thresholds)
     k_exits = model.num_exits
-    measured, full_latency = per_image_seconds(model, images, passes, {"mode": "early"}, {"mode": "exit", "exit": k_exits})
+    full = {"mode": "exit", "exit": k_exits}
+    calls = [(model, {"mode": "early"}), (model, full)] + ([(reference, full)] if reference is not None else [])
+    measured, full_latency, *reference_latency = per_image_seconds(images, passes, *calls)
     # Batched: the early-exit loop with compaction vs the plain model, both at `batch`, passes in turns.
     chunks = [images[i:i + batch] for i in range(0, len(images) - batch + 1, batch)]
     t_plain, t_early = medians_in_turns([lambda: [model.predict(c, mode="exit", exit=k_exits) for c in chunks],
@@ -110,7 +119,18 @@ def _calibrated(model: EarlyExitModel, images: np.ndarray, scored: ExitScores, c
         "flops_saving_vs_oracle": round((1 - result.cost) / max(1e-9, 1 - oracle_cost), 4),
         "batch": batch, "throughput_full": round(len(chunks) * batch / t_plain, 1),
         "throughput_early": round(len(chunks) * batch / t_early, 1), "throughput_ratio": round(t_plain / t_early, 4),
+        **({"vs_fp32_full": _against_fp32(reference, images, labels, result.accuracy, measured, reference_latency[0])}
+           if reference is not None else {}),
     }
+
+
+def _against_fp32(reference: EarlyExitModel, images: np.ndarray, labels: np.ndarray, accuracy: float, seconds: float,
+                  reference_seconds: float) -> dict[str, Any]:
+    """A reduced-precision operating point against the FP32 full model: accuracy drop and batch-1 latency ratio."""
+    fp32_top1 = 100.0 * float((exit_logits(reference, images)[-1].argmax(1) == labels).mean())
+    return {"fp32_full_test_top1": round(fp32_top1, 3), "accuracy_drop": round(fp32_top1 - accuracy, 3),
+            "fp32_full_latency_ms_batch1": round(1e3 * reference_seconds, 4),
+            "latency_ratio": round(seconds / reference_seconds, 4)}
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
@@ -135,6 +155,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"  batch {c['batch']}: {c['throughput_early']:.0f} img/s early-exit vs {c['throughput_full']:.0f} img/s full = "
             f"{c['throughput_ratio']:.3f}x",
         ]
+        v = c.get("vs_fp32_full")
+        if v:
+            lines.append(f"  vs the FP32 full model ({v['fp32_full_test_top1']:.2f}%, {v['fp32_full_latency_ms_batch1']:.3f} ms): "
+                         f"drop {v['accuracy_drop']:+.2f} points, {v['latency_ratio']:.3f}x latency")
     else:
         lines.append("no calibrated thresholds in the bundle: run `edgekd calibrate` for the operating point")
     return lines
