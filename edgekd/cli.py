@@ -136,7 +136,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise EdgekdError("give exactly one of --target-drop POINTS or --budget FRACTION")
     calibrate_bundle(args.bundle, args.data, target_drop=args.target_drop, budget=args.budget, policy=args.policy,
                      temperature=args.temperature, running_ensemble=args.running_ensemble, agreement=args.agreement,
-                     margin=args.margin, confidence=args.confidence)
+                     margin=args.margin, confidence=args.confidence, precision=args.precision)
     return 0
 
 
@@ -242,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     calib.add_argument("--agreement", action="store_true",
                        help="an early exit's score is 0 where its top-1 class differs from the previous exit's")
     calib.add_argument("--margin", type=float, default=0.0, help="extra accuracy points held in reserve")
+    calib.add_argument("--precision", help="calibrate the bundle's fp16 or int8 graphs on their own scores and store the "
+                       "thresholds with them (default: fp32, used by every precision without its own)")
     calib.add_argument("--confidence", type=float,
                        help="with --target-drop: search on half of the validation images and certify the target on the "
                             "other half, so that P(drop <= target) >= this level on new data (e.g. 0.9); refused, with "

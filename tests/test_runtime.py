@@ -230,8 +230,20 @@ def test_bench_writes_json_and_png(bundle, tmp_path):
     assert "oracle:" in result.stdout and "img/s" in result.stdout
 
 
-def test_bench_of_int8_graphs_reports_against_the_fp32_full_model(bundle, tmp_path):
+def test_int8_graphs_calibrated_on_their_own_scores_and_benched_against_the_fp32_full_model(bundle, tmp_path):
     assert run_cli("calibrate", str(bundle), "--data", str(IMAGES), "--target-drop", "2").returncode == 0
+    fp32_thresholds = EarlyExitModel(bundle).thresholds
+    calibrated = run_cli("calibrate", str(bundle), "--data", str(IMAGES), "--target-drop", "2", "--precision", "int8")
+    assert calibrated.returncode == 0, calibrated.stderr
+    assert "(int8 graphs)" in calibrated.stdout
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    int8_policy = manifest["precisions"]["int8"]["policy"]
+    int8 = EarlyExitModel(bundle, precision="int8")
+    assert int8.thresholds == manifest["precisions"]["int8"]["thresholds"] and EarlyExitModel(bundle).thresholds == fp32_thresholds
+    # the policy's reference is the INT8 graphs' own final exit on the validation images
+    images, labels = load_split(int8, IMAGES, "val")
+    int8_final = 100.0 * (exit_logits(int8, images)[-1].argmax(1) == labels).mean()
+    assert int8_policy["val_final_exit_accuracy"] == pytest.approx(int8_final, abs=1e-3)
     reports = {}
     for precision in ("fp32", "int8"):
         out = tmp_path / precision

@@ -107,44 +107,6 @@ class ExitAgreement(Section):
     argmax_agreement: float  # fraction of images with the same top-1 class
 
 
-class GraphSet(Section):
-    """Every graph again at another precision (FP16, INT8), in `dir`, under the FP32 graphs' file names."""
-
-    dir: str
-    files: list[str]
-    method: str
-    accuracy: Accuracy  # as onnxruntime's CPU kernels run the graphs on the exporting machine
-    fp32_accuracy: Accuracy
-    # INT8: the Q/DQ arithmetic in float32 (no kernel fusion), what the graphs themselves compute and TensorRT's
-    # INT8 approximates; `accuracy` falls below it where the CPU's integer kernels round differently
-    simulated_accuracy: Optional[Accuracy] = None
-    agreement: list[ExitAgreement] = Field(default_factory=list)
-    calibration_images: Optional[int] = None
-    fp32_nodes: dict[str, list[str]] = Field(default_factory=dict)  # graph -> nodes kept in FP32
-
-
-class Sample(Section):
-    """Images stored in the bundle (uint8, resized and cropped)."""
-
-    file: str
-    images: int
-
-
-class Example(Section):
-    file: str
-    label: str
-
-
-class TensorRTEngines(Section):
-    """Native TensorRT engines, one per segment, built on the device that runs them."""
-
-    version: str
-    device: str
-    engines: dict[str, str]
-    precision: str
-    max_batch: int
-
-
 class Policy(Section):
     """The exit policy `edgekd calibrate` chose, and what it measured on validation."""
 
@@ -169,6 +131,47 @@ class Policy(Section):
     certify_images: Optional[int] = None
     certify_p_value: Optional[float] = None
     points_tested: Optional[int] = None
+
+
+class GraphSet(Section):
+    """Every graph again at another precision (FP16, INT8), in `dir`, under the FP32 graphs' file names."""
+
+    dir: str
+    files: list[str]
+    method: str
+    accuracy: Accuracy  # as onnxruntime's CPU kernels run the graphs on the exporting machine
+    fp32_accuracy: Accuracy
+    # INT8: the Q/DQ arithmetic in float32 (no kernel fusion), what the graphs themselves compute and TensorRT's
+    # INT8 approximates; `accuracy` falls below it where the CPU's integer kernels round differently
+    simulated_accuracy: Optional[Accuracy] = None
+    agreement: list[ExitAgreement] = Field(default_factory=list)
+    calibration_images: Optional[int] = None
+    fp32_nodes: dict[str, list[str]] = Field(default_factory=dict)  # graph -> nodes kept in FP32
+    # `edgekd calibrate --precision`: the policy and thresholds chosen on these graphs' own scores
+    policy: Optional[Policy] = None
+    thresholds: Optional[list[float]] = None
+
+
+class Sample(Section):
+    """Images stored in the bundle (uint8, resized and cropped)."""
+
+    file: str
+    images: int
+
+
+class Example(Section):
+    file: str
+    label: str
+
+
+class TensorRTEngines(Section):
+    """Native TensorRT engines, one per segment, built on the device that runs them."""
+
+    version: str
+    device: str
+    engines: dict[str, str]
+    precision: str
+    max_batch: int
 
 
 class Manifest(Section):
@@ -200,6 +203,14 @@ class Manifest(Section):
     @property
     def num_exits(self) -> int:
         return len(self.exits)
+
+    def operating_point(self, precision: str) -> tuple[Optional[Policy], Optional[list[float]]]:
+        """The calibrated policy and thresholds for the graphs of `precision`: their own where
+        `edgekd calibrate --precision` chose them on those graphs' scores, else the FP32 ones."""
+        own = self.precisions.get(precision)
+        if own is not None and own.thresholds:
+            return own.policy, own.thresholds
+        return self.policy, self.thresholds
 
     @property
     def precision_names(self) -> list[str]:

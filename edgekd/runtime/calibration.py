@@ -19,7 +19,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from edgekd.bundle import read_manifest, write_manifest
-from edgekd.bundle.manifest import Policy
+from edgekd.bundle.manifest import FP32, Policy
 from edgekd.errors import BadInput
 from edgekd.runtime.certify import Certified, certify_in_sequence, check_confidence, frontier, images_needed, signed_drops, split_halves
 from edgekd.runtime.evaluation import exit_logits, load_split, score_exits
@@ -120,18 +120,21 @@ def _refusal(certified: Certified, chosen: Scored, search: np.ndarray, certify_i
 
 def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, target_drop: float | None = None, budget: float | None = None,
                      policy: str = "max_prob", temperature: bool = False, running_ensemble: bool = False, agreement: bool = False,
-                     margin: float = 0.0, confidence: float | None = None, seed: int = 0, log: Log = print) -> Policy:
+                     margin: float = 0.0, confidence: float | None = None, seed: int = 0, precision: str | None = None,
+                     log: Log = print) -> Policy:
     """Choose thresholds on validation images and write them (and the policy) into the bundle's manifest.
     `policy='auto'` tries every registered policy with and without per-exit temperatures, running ensemble and
     agreement (runtime.policies), and keeps the one whose scores best predict the drop event (AUROC). With `confidence` (and `target_drop`), the search and
     the certification use the two halves of the validation images (`seed` draws them); a target that the
-    certify half cannot support is refused, with the number of images that would do, and nothing is written."""
+    certify half cannot support is refused, with the number of images that would do, and nothing is written.
+    `precision` (fp16, int8, ...) calibrates on those graphs' own scores and stores the result with them; the
+    drop is then measured against that precision's own final exit (`edgekd bench` reports it against FP32 too)."""
     if policy != "auto":
         POLICIES.get(policy)  # an unknown name is refused before any image is read
     objective = "target_drop" if target_drop is not None else "budget"
     check_confidence(confidence, objective)  # a bad level is refused before any image is read
     asked = Choice(policy, temperature, running_ensemble, agreement)
-    model = EarlyExitModel(bundle)
+    model = EarlyExitModel(bundle, precision=precision)
     images, labels = load_split(model, data, "val")
     logits = exit_logits(model, images)
     costs = np.asarray(model.manifest.exit_costs())
@@ -172,8 +175,12 @@ def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, targ
                    f"{record.val_final_exit_accuracy:.2f}%), drop {drop:.2f} points, mean cost {result.cost:.3f} of the model's "
                    f"FLOPs, exits taken {list(result.exit_counts)}")
     manifest = read_manifest(bundle)
-    manifest.policy, manifest.thresholds = record, [float(t) for t in thresholds]
+    chosen_thresholds = [float(t) for t in thresholds]
+    if model.precision in manifest.precisions:
+        manifest.precisions[model.precision].policy, manifest.precisions[model.precision].thresholds = record, chosen_thresholds
+    else:
+        manifest.policy, manifest.thresholds = record, chosen_thresholds
     write_manifest(Path(bundle), manifest)
-    log(f"{chosen.description}: thresholds "
+    log(f"{chosen.description}{'' if model.precision == FP32 else f' ({model.precision} graphs)'}: thresholds "
         f"{', '.join(f'{t:.4f}' for t in thresholds)} {summary}")
     return record

@@ -87,9 +87,9 @@ class EarlyExitModel:
         self.precision = self.backend.precision
         self.num_exits = self.manifest.num_exits
         self.classes: list[str] = list(self.manifest.classes)
-        policy = self.manifest.policy
+        policy, thresholds = self.manifest.operating_point(self.precision)
         self.policy_name: str = policy.name if policy else "max_prob"
-        self.thresholds: list[float] | None = list(self.manifest.thresholds) if self.manifest.thresholds else None
+        self.thresholds: list[float] | None = list(thresholds) if thresholds else None
         self.temperatures: list[float] = list(policy.temperatures) if policy else [1.0] * self.num_exits
         self.running_ensemble: bool = bool(policy and policy.running_ensemble)
         self.agreement: bool = bool(policy and policy.agreement)
