@@ -3,7 +3,7 @@ fixed-sequence rule, and that the promise holds on new data after a search."""
 import numpy as np
 import pytest
 
-from edgekd.runtime.certify import (certify_in_sequence, check_confidence, drop_p_value, frontier, images_needed, signed_drops,
+from edgekd.runtime.certify import (SAFER_FRACTIONS, certify_in_sequence, check_confidence, drop_p_value, frontier, images_needed, signed_drops,
                                     split_halves)
 from edgekd.runtime.thresholds import NEVER, assign_exits, calibrate, outcome
 
@@ -79,9 +79,16 @@ def test_the_frontier_runs_from_safest_to_cheapest():
     costs = np.array([0.3, 0.65, 1.05])
     points = frontier(scores, correct, costs, target_drop=2.0)
     cost = [p.cost for _, p in points]
-    accuracy = [p.accuracy for _, p in points]
-    assert len(points) >= 3 and cost == sorted(cost, reverse=True) and accuracy == sorted(accuracy, reverse=True)
-    assert len(set(accuracy)) == len(accuracy)  # no point that a cheaper one matches
+    assert len(set(cost)) == len(cost) and cost == sorted(cost, reverse=True)  # dearest first, each cheaper than the last
+    # ahead of the ladder: its safest point (the search at drop 0) with thresholds raised toward never-exit
+    safest, _ = calibrate(scores, correct, costs, target_drop=0.0)
+    start = next(k for k, (t, _) in enumerate(points) if np.array_equal(t, safest))
+    safer, ladder = points[:start], points[start:]
+    assert 2 <= len(safer) <= len(SAFER_FRACTIONS)
+    assert all(any(np.allclose(t, safest + f * (1.0 - safest)) for f in SAFER_FRACTIONS) for t, _ in safer)
+    accuracy = [p.accuracy for _, p in ladder]
+    assert len(ladder) >= 3 and accuracy == sorted(accuracy, reverse=True)
+    assert len(set(accuracy)) == len(accuracy)  # no ladder point that a cheaper one matches
     final = 100 * correct[-1].mean()
     assert final - accuracy[0] <= 1e-9 and final - accuracy[-1] <= 2.0 + 1e-9
 

@@ -5,7 +5,10 @@ bound computed on those images is optimistic. `calibrate --confidence P` therefo
 validation images in two:
 
 1. **Search half.** The threshold search runs at a ladder of drops from 0 to the target and lists
-   its points along the cost-vs-drop frontier, from the safest (dearest) to the cheapest.
+   its points along the cost-vs-drop frontier, from the safest (dearest) to the cheapest. Ahead of
+   them come the safest point's thresholds raised part of the way to "never exit": on the search
+   half they look no better (the search fits its points to those very images), but on new images
+   they give up less, so the sequence can keep a dear point where the search's own would fail.
 2. **Certify half.** The points are tested in that order (fixed-sequence testing, as in
    Learn-then-Test, Angelopoulos et al. 2021, and Pareto Testing, Laufer-Goldshtein et al. 2023),
    each at level 1 - P, stopping at the first one that fails; the last that passed is kept. The
@@ -26,9 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgekd.errors import BadInput
-from edgekd.runtime.thresholds import Outcome, assign_exits, calibrate, outcome
+from edgekd.runtime.thresholds import NEVER, Outcome, assign_exits, calibrate, outcome
 
 LADDER_STEPS = 11  # drops searched on the search half: 0, T/10, ..., T
+SAFER_FRACTIONS = (0.8, 0.6, 0.4, 0.2)  # how far the safest point's thresholds are raised toward never-exit, in test order
 MAX_BET = 0.5  # the largest stake, as a fraction of what the bettor could lose on one image (WSR's c)
 
 
@@ -70,7 +74,8 @@ def frontier(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, target_
              margin: float = 0.0) -> list[tuple[np.ndarray, Outcome]]:
     """Threshold points of the search half along the cost-vs-drop frontier, safest (dearest) first:
     the cheapest point at each drop of a ladder from 0 to `target_drop - margin` points, with the
-    points another one beats on both cost and accuracy left out."""
+    points another one beats on both cost and accuracy left out; ahead of them, the safest one's
+    thresholds raised toward never-exit (`SAFER_FRACTIONS`), dearest first."""
     points: list[tuple[np.ndarray, Outcome]] = []
     for level in np.linspace(0.0, max(target_drop - margin, 0.0), LADDER_STEPS):
         thresholds, result = calibrate(scores, correct, costs, target_drop=float(level))
@@ -81,7 +86,15 @@ def frontier(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, target_
     for thresholds, result in points:  # cheapest first: a dearer point is kept only if it is also more accurate
         if not kept or result.accuracy > kept[-1][1].accuracy:
             kept.append((thresholds, result))
-    return kept[::-1]
+    ladder = kept[::-1]
+    safest, safest_cost = ladder[0][0], ladder[0][1].cost
+    safer: list[tuple[np.ndarray, Outcome]] = []
+    for fraction in SAFER_FRACTIONS:
+        raised = np.where(safest >= NEVER, safest, safest + fraction * (1.0 - safest))
+        result = outcome(scores, correct, costs, raised)
+        if result.cost > safest_cost and all(result.cost < cost for cost in [p.cost for _, p in safer]):
+            safer.append((raised, result))
+    return safer + ladder
 
 
 def certify_in_sequence(points: list[tuple[np.ndarray, Outcome]], scores: np.ndarray, correct: np.ndarray, costs: np.ndarray,

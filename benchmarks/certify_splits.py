@@ -1,0 +1,72 @@
+"""How often a certified drop is exceeded on test: `edgekd calibrate --confidence` over many random
+search/certify splits of the validation images, each certified point then measured on the test split.
+
+With confidence c, the promise P(drop <= target) >= c means that over many splits at most a share
+1 - c of the certified points may exceed the target on new data (up to the test split's own noise).
+Each split is a fresh `calibrate_bundle(seed=s)` on a copy of the bundle; refusals are counted too.
+
+    python benchmarks/certify_splits.py export/self_kd_resnet18_cifar10 --data ../shared/data/cifar10 \
+        --target-drop 1.0 --confidence 0.9 --splits 20 [--policy auto]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.errors import BadInput
+from edgekd.runtime.calibration import calibrate_bundle
+from edgekd.runtime.evaluation import exit_logits, load_split, score_exits
+from edgekd.runtime.model import EarlyExitModel
+from edgekd.runtime.thresholds import outcome
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("--data", type=Path, required=True, help="ImageFolder root: validation from the run's split, test/ measured")
+    parser.add_argument("--target-drop", type=float, default=1.0)
+    parser.add_argument("--confidence", type=float, default=0.9)
+    parser.add_argument("--splits", type=int, default=20)
+    parser.add_argument("--policy", default="auto")
+    args = parser.parse_args()
+    reference = EarlyExitModel(args.bundle)
+    test_images, test_labels = load_split(reference, args.data, "test")
+    test_logits = exit_logits(reference, test_images)
+    costs = np.asarray(reference.manifest.exit_costs())
+    certified, refused = [], 0
+    with tempfile.TemporaryDirectory() as scratch:
+        for seed in range(args.splits):
+            copy = Path(scratch) / f"split-{seed}"
+            shutil.copytree(args.bundle, copy)
+            try:
+                policy = calibrate_bundle(copy, args.data, target_drop=args.target_drop, policy=args.policy,
+                                          confidence=args.confidence, seed=seed, log=lambda message: None)
+            except BadInput as refusal:
+                refused += 1
+                print(f"split {seed:2d}: refused ({str(refusal)[:120]}...)")
+                continue
+            model = EarlyExitModel(copy)
+            scored = score_exits(model, test_logits, test_labels)
+            result = outcome(scored.scores, scored.correct, costs, np.asarray(model.thresholds))
+            drop = 100.0 * scored.correct[-1].mean() - result.accuracy
+            certified.append((drop, result.cost))
+            print(f"split {seed:2d}: {policy.name} certified on {policy.certify_images} images (p = {policy.certify_p_value:.4f}); "
+                  f"test drop {drop:+.2f} points at cost {result.cost:.3f}{'  EXCEEDED' if drop > args.target_drop else ''}")
+            shutil.rmtree(copy)
+    exceeded = sum(drop > args.target_drop for drop, _ in certified)
+    print(f"\n{args.splits} splits, target drop {args.target_drop:g} at confidence {args.confidence:g}: {len(certified)} certified, "
+          f"{refused} refused; exceeded on test in {exceeded} of {len(certified)} "
+          f"(allowed share {1 - args.confidence:.2f})")
+    if certified:
+        drops, cost = [d for d, _ in certified], [c for _, c in certified]
+        print(f"test drop median {statistics.median(drops):+.2f} (min {min(drops):+.2f}, max {max(drops):+.2f}); "
+              f"cost median {statistics.median(cost):.3f} (min {min(cost):.3f}, max {max(cost):.3f})")
+
+
+if __name__ == "__main__":
+    main()
