@@ -3,7 +3,8 @@ search/certify splits of the validation images, each certified point then measur
 
 With confidence c, the promise P(drop <= target) >= c means that over many splits at most a share
 1 - c of the certified points may exceed the target on new data (up to the test split's own noise).
-Each split is a fresh `calibrate_bundle(seed=s)` on a copy of the bundle; refusals are counted too.
+Each split is a fresh `calibrate_bundle(seed=s)` on a copy of the bundle (restored before every split);
+refusals are counted too.
 
     python benchmarks/certify_splits.py export/self_kd_resnet18_cifar10 --data ../shared/data/cifar10 \
         --target-drop 1.0 --confidence 0.9 --splits 20 [--policy auto]
@@ -40,9 +41,9 @@ def main() -> None:
     costs = np.asarray(reference.manifest.exit_costs())
     certified, refused = [], 0
     with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "bundle"
         for seed in range(args.splits):
-            copy = Path(scratch) / f"split-{seed}"
-            shutil.copytree(args.bundle, copy)
+            shutil.copytree(args.bundle, copy, dirs_exist_ok=True)  # the original manifest back, without the last split's thresholds
             try:
                 policy = calibrate_bundle(copy, args.data, target_drop=args.target_drop, policy=args.policy,
                                           confidence=args.confidence, seed=seed, log=lambda message: None)
@@ -57,7 +58,6 @@ def main() -> None:
             certified.append((drop, result.cost))
             print(f"split {seed:2d}: {policy.name} certified on {policy.certify_images} images (p = {policy.certify_p_value:.4f}); "
                   f"test drop {drop:+.2f} points at cost {result.cost:.3f}{'  EXCEEDED' if drop > args.target_drop else ''}")
-            shutil.rmtree(copy)
     exceeded = sum(drop > args.target_drop for drop, _ in certified)
     print(f"\n{args.splits} splits, target drop {args.target_drop:g} at confidence {args.confidence:g}: {len(certified)} certified, "
           f"{refused} refused; exceeded on test in {exceeded} of {len(certified)} "

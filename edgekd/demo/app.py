@@ -56,15 +56,12 @@ class Demo:
         except EdgekdError as err:
             reason = str(err).replace(str(path), Path(path).name)  # the server's temp path means nothing to the user
             return None, f"**This file cannot be classified.** {reason}", [], []
-        early = self.model.predict(batch, mode="early", thresholds=self.thresholds)
-        final = self.model.predict(batch, mode="exit", exit=self.model.num_exits)
         calls = [lambda: self.model.predict(batch, mode="early", thresholds=self.thresholds),
                  lambda: self.model.predict(batch, mode="exit", exit=self.model.num_exits)]
-        teacher, teacher_batch = None, None
         if self.teacher is not None:
             teacher_batch = to_batch(path, self.teacher.manifest)
-            teacher = self.teacher.predict(teacher_batch, mode="exit", exit=self.teacher.num_exits)
             calls.append(lambda: self.teacher.predict(teacher_batch, mode="exit", exit=self.teacher.num_exits))
+        early, final, *teacher = [call() for call in calls]
         spreads = [Spread.of(t) for t in times_in_turns(calls, TIMED_CALLS, warmup=1)]
         k = int(early.exits[0])
         answer = (f"### {early.class_names[0]}\nleft at **exit {k} of {self.model.num_exits}** with confidence "
@@ -78,8 +75,8 @@ class Demo:
                              "exit taken" if j + 1 == k else "computed" if not np.isnan(score) else "skipped"])
         rows = [self._row("early-exit student", early.class_names[0], k, early.confidences[0], spreads[0]),
                 self._row("full student (last exit)", final.class_names[0], self.model.num_exits, final.confidences[0], spreads[1])]
-        if teacher is not None:
-            rows.append(self._row("teacher", teacher.class_names[0], self.teacher.num_exits, teacher.confidences[0], spreads[2]))
+        if teacher:
+            rows.append(self._row("teacher", teacher[0].class_names[0], self.teacher.num_exits, teacher[0].confidences[0], spreads[2]))
         preview = self.model.manifest.preprocess.to_pixels(batch)[0]
         return preview.transpose(1, 2, 0), answer, per_exit, rows
 

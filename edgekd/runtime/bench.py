@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgekd.bundle.manifest import FP32
 from edgekd.runtime.evaluation import ExitScores, exit_logits, load_split, score_exits
 from edgekd.runtime.model import EarlyExitModel
 from edgekd.runtime.timing import medians_in_turns, prefix_latencies, segment_latencies
@@ -65,7 +66,7 @@ def run_bench(bundle: str | Path, data: str | Path, *, repeats: int = 50, batch:
     }
     if model.thresholds:
         reference = None
-        if model.precision != "fp32":
+        if model.precision != FP32:
             reference = EarlyExitModel(bundle, backend=backend, precision="fp32", provider_options=provider_options,
                                        threads=threads, shared_threads=shared_threads)
         report["calibrated"] = _calibrated(model, images, scored, costs, path_latency, batch, passes, reference, labels)

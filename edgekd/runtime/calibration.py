@@ -31,14 +31,27 @@ from edgekd.runtime.thresholds import Outcome, assign_exits, binomial_se, calibr
 Log = Callable[[str], None]
 
 
-class Scored(NamedTuple):
-    """One policy's view of the validation images: its temperatures, every exit's scores and correctness
-    (K, N) on all of them, and each early exit's drop-event AUROC on the images it was fitted on."""
+class Choice(NamedTuple):
+    """A policy and its options: what `calibrate` tries and writes into the manifest."""
 
     policy: str
-    temperature: bool
-    running_ensemble: bool
-    agreement: bool
+    temperature: bool = False
+    running_ensemble: bool = False
+    agreement: bool = False
+
+    @property
+    def description(self) -> str:
+        """The policy's name and options, as the log says them."""
+        options = [label for label, on in (("per-exit temperatures", self.temperature), ("running ensemble", self.running_ensemble),
+                                           ("agreement", self.agreement)) if on]
+        return self.policy + (f" with {', '.join(options)}" if options else "")
+
+
+class Scored(NamedTuple):
+    """One choice's view of the validation images: its temperatures, every exit's scores and correctness
+    (K, N) on all of them, and each early exit's drop-event AUROC on the images it was fitted on."""
+
+    choice: Choice
     temperatures: list[float]
     scores: np.ndarray
     correct: np.ndarray
@@ -49,30 +62,13 @@ class Scored(NamedTuple):
         known = [a for a in self.auroc if not np.isnan(a)]
         return float(np.mean(known)) if known else 0.5
 
-    @property
-    def description(self) -> str:
-        """The policy's name and options, as the log says them."""
-        options = [label for label, on in (("per-exit temperatures", self.temperature), ("running ensemble", self.running_ensemble),
-                                           ("agreement", self.agreement)) if on]
-        return self.policy + (f" with {', '.join(options)}" if options else "")
-
-
-class Choice(NamedTuple):
-    """A policy and its options: what `calibrate` tries and writes into the manifest."""
-
-    policy: str
-    temperature: bool = False
-    running_ensemble: bool = False
-    agreement: bool = False
-
 
 def _score(model: EarlyExitModel, logits: list[np.ndarray], labels: np.ndarray, choice: Choice, temperatures: list[float],
            fit: np.ndarray) -> Scored:
     """Scores of one policy with its options, each early exit's drop-event AUROC taken on the `fit` rows."""
     model.temperatures, model.running_ensemble, model.agreement = temperatures, choice.running_ensemble, choice.agreement
     scored = score_exits(model, logits, labels, choice.policy)
-    return Scored(choice.policy, choice.temperature, choice.running_ensemble, choice.agreement, temperatures, scored.scores,
-                  scored.correct, drop_event_auroc(scored.scores[:, fit], scored.correct[:, fit]))
+    return Scored(choice, temperatures, scored.scores, scored.correct, drop_event_auroc(scored.scores[:, fit], scored.correct[:, fit]))
 
 
 def _choose_policy(model: EarlyExitModel, logits: list[np.ndarray], labels: np.ndarray, asked: Choice, fit: np.ndarray,
@@ -90,14 +86,14 @@ def _choose_policy(model: EarlyExitModel, logits: list[np.ndarray], labels: np.n
     if len(tried) > 1:
         log(f"drop-event AUROC per early exit on {len(fit)} validation images (exit wrong where the final exit is right):")
         for s in tried:
-            log(f"  {' '.join(f'{a:.3f}' for a in s.auroc)}  mean {s.mean_auroc:.3f}  {s.description}")
+            log(f"  {' '.join(f'{a:.3f}' for a in s.auroc)}  mean {s.mean_auroc:.3f}  {s.choice.description}")
     return max(tried, key=lambda s: s.mean_auroc)  # the first of equals: max_prob, raw
 
 
 def _policy_record(chosen: Scored, result: Outcome, images: int, final: float, **fields: Any) -> Policy:
     """The manifest's record of the chosen policy and its outcome on `images` images (final exit: `final`%)."""
-    return Policy(name=chosen.policy, temperatures=chosen.temperatures, running_ensemble=chosen.running_ensemble,
-                  agreement=chosen.agreement, val_images=images, val_accuracy=round(result.accuracy, 3),
+    return Policy(name=chosen.choice.policy, temperatures=chosen.temperatures, running_ensemble=chosen.choice.running_ensemble,
+                  agreement=chosen.choice.agreement, val_images=images, val_accuracy=round(result.accuracy, 3),
                   val_final_exit_accuracy=round(final, 3), val_mean_cost=round(result.cost, 4),
                   val_exit_counts=list(result.exit_counts), binomial_se=round(binomial_se(result.accuracy, images), 3),
                   drop_se=round(result.drop_se, 3), auroc=[None if np.isnan(a) else round(a, 4) for a in chosen.auroc],
@@ -181,6 +177,6 @@ def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, targ
     else:
         manifest.policy, manifest.thresholds = record, chosen_thresholds
     write_manifest(Path(bundle), manifest)
-    log(f"{chosen.description}{'' if model.precision == FP32 else f' ({model.precision} graphs)'}: thresholds "
+    log(f"{chosen.choice.description}{'' if model.precision == FP32 else f' ({model.precision} graphs)'}: thresholds "
         f"{', '.join(f'{t:.4f}' for t in thresholds)} {summary}")
     return record

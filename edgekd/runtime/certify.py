@@ -92,7 +92,7 @@ def frontier(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, target_
     for fraction in SAFER_FRACTIONS:
         raised = np.where(safest >= NEVER, safest, safest + fraction * (1.0 - safest))
         result = outcome(scores, correct, costs, raised)
-        if result.cost > safest_cost and all(result.cost < cost for cost in [p.cost for _, p in safer]):
+        if result.cost > safest_cost and (not safer or result.cost < safer[-1][1].cost):
             safer.append((raised, result))
     return safer + ladder
 
