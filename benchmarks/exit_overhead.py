@@ -21,16 +21,16 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.bundle import names
+from edgekd.bundle.files import load_calibration_sample
 from edgekd.runtime import EarlyExitModel
+from edgekd.runtime.thresholds import NEVER
 from edgekd.runtime.timing import times_in_turns
-
-NEVER = 2.0  # above every policy's score range [0, 1]: no sample leaves early
 
 
 def measure(model: EarlyExitModel, image: np.ndarray, repeats: int) -> dict[str, float]:
     """Median microseconds of each part of one batch-1 call, timed in turns."""
     full, last = model.session(names.FULL), model.session(names.prefix(model.num_exits))
-    never = [NEVER] * (model.num_exits - 1)
+    never = [NEVER] * (model.num_exits - 1)  # no sample leaves early
     in_sessions: list[float] = []
 
     def predict() -> None:
@@ -45,6 +45,12 @@ def measure(model: EarlyExitModel, image: np.ndarray, repeats: int) -> dict[str,
             "predict": predict_s * 1e6, "segments": sessions_s * 1e6, "python": (predict_s - sessions_s) * 1e6}
 
 
+def row(label: str, r: dict[str, float], exits: int) -> str:
+    return (f"{label} | {r['full']:.0f} us | {r['prefix_last']:.0f} us | {r['heads']:.0f} us ({r['heads'] / r['full']:.1%}) | "
+            f"{r['predict']:.0f} us | {r['segments']:.0f} us | {r['python']:.0f} us | {r['python'] / exits:.1f} us | "
+            f"{r['predict'] / r['full']:.3f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bundle", type=Path)
@@ -52,21 +58,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="independent measurements, each printed, then their median")
     args = parser.parse_args()
     model = EarlyExitModel(args.bundle, shared_threads=True)
-    image = model.manifest.preprocess.normalize(np.load(args.bundle / "calibration_images.npy")[:1]) \
-        if (args.bundle / "calibration_images.npy").is_file() else \
-        np.random.default_rng(0).standard_normal((1, *model.manifest.input.shape)).astype(np.float32)
+    if model.manifest.calibration_sample is not None:  # a real image where the bundle stores some
+        image = model.manifest.preprocess.normalize(load_calibration_sample(args.bundle, model.manifest)[:1])
+    else:
+        image = np.random.default_rng(0).standard_normal((1, *model.manifest.input.shape)).astype(np.float32)
     rows = [measure(model, image, args.repeats) for _ in range(args.rounds)]
     exits = model.num_exits
     print(f"{args.bundle.name}: batch 1, {exits} exits, median of {args.repeats} calls per round, all exits run")
     print("round | full | prefix_last | early heads (full - prefix_last) | predict | its segment runs | its Python | Python per exit | predict / full")
     for i, r in enumerate(rows, 1):
-        print(f"{i} | {r['full']:.0f} us | {r['prefix_last']:.0f} us | {r['heads']:.0f} us ({r['heads'] / r['full']:.1%}) | "
-              f"{r['predict']:.0f} us | {r['segments']:.0f} us | {r['python']:.0f} us | {r['python'] / exits:.1f} us | "
-              f"{r['predict'] / r['full']:.3f}x")
-    mid = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
-    print(f"median | {mid['full']:.0f} us | {mid['prefix_last']:.0f} us | {mid['heads']:.0f} us ({mid['heads'] / mid['full']:.1%}) | "
-          f"{mid['predict']:.0f} us | {mid['segments']:.0f} us | {mid['python']:.0f} us | {mid['python'] / exits:.1f} us | "
-          f"{mid['predict'] / mid['full']:.3f}x")
+        print(row(str(i), r, exits))
+    print(row("median", {key: statistics.median(r[key] for r in rows) for key in rows[0]}, exits))
 
 
 if __name__ == "__main__":
