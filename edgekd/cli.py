@@ -101,8 +101,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from edgekd.export.formats import check_request
 
-    options = {"out": args.out, "opset": args.opset, "overwrite": args.overwrite or None, "fp16": args.fp16,
-               "int8": args.int8 or None, "calib_images": args.calib_images, "int8_scheme": args.int8_scheme,
+    options = {"out": args.out, "opset": args.opset, "overwrite": args.overwrite or None, "precision": args.precision,
+               "max_batch": args.max_batch, "calib_images": args.calib_images, "int8_scheme": args.int8_scheme,
                "max_int8_drop": args.max_int8_drop}
     check_request(args.format, options)  # before importing torch: a typo fails at once
     from edgekd.export.exporter import export
@@ -207,9 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     exporter.add_argument("--format", default="onnx", help=f"one of {', '.join(FORMATS)} (default: onnx)")
     exporter.add_argument("--out", type=Path, help="bundle folder (default: export/<run name>)")
     exporter.add_argument("--opset", type=int, help="ONNX opset (default 17)")
-    exporter.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=None, help="tensorrt: FP16 engines (default on)")
-    exporter.add_argument("--int8", action="store_true", help="tensorrt: INT8 engines, calibrated on the bundle's calibration images")
-    exporter.add_argument("--calib-images", type=int, help="onnx-int8/tensorrt: training images used for calibration (default 256)")
+    exporter.add_argument("--precision", choices=["fp16", "int8", "fp32"],
+                          help="tensorrt: the bundle's graphs the strongly typed engines are built from (default fp16 where "
+                               "the bundle has them, else fp32; int8 needs the symmetric onnx-int8 graphs)")
+    exporter.add_argument("--max-batch", type=int, help="tensorrt: the largest batch the engines' profiles cover (default 64)")
+    exporter.add_argument("--calib-images", type=int, help="onnx-int8: training images used for calibration (default 256)")
     exporter.add_argument("--int8-scheme", choices=["symmetric", "u8s8"],
                           help="onnx-int8: symmetric int8 Q/DQ (default; what TensorRT reads) or u8s8 (onnxruntime CPU only)")
     exporter.add_argument("--max-int8-drop", type=float, metavar="POINTS",

@@ -151,8 +151,8 @@ class ExportConfig(Section):
     calib_images: Optional[int] = None
     int8_scheme: Optional[str] = None
     max_int8_drop: Optional[float] = None
-    fp16: Optional[bool] = None
-    int8: Optional[bool] = None
+    precision: Optional[str] = None
+    max_batch: Optional[int] = None
 
     def options(self) -> dict[str, Any]:
         return self.model_dump(exclude={"format"})

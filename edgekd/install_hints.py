@@ -15,7 +15,7 @@ ONNXRUNTIME_MISSING = (
 ONNXRUNTIME_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino",
                              "onnxruntime-qnn", "onnxruntime-training")
 # The TensorRT majors the engine builder supports (the `tensorrt` extra's bound).
-TENSORRT_MAJORS = (10,)
+TENSORRT_MAJORS = (10, 11)
 
 
 def require_onnxruntime() -> ModuleType:

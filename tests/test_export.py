@@ -221,8 +221,8 @@ def test_data_dependent_control_flow_fails_the_export(tmp_path):
 
 def test_cli_mistakes_get_one_line(run_and_bundle, tmp_path):
     run_dir, bundle = run_and_bundle
-    for args, expected in ((["--format", "onnx-in8"], "did you mean 'onnx-int8'"), (["--fp32"], "did you mean --fp16"),
-                           (["--format", "onnx", "--int8"], "does not apply to format 'onnx'"),
+    for args, expected in ((["--format", "onnx-in8"], "did you mean 'onnx-int8'"), (["--max-bach", "8"], "did you mean --max-batch"),
+                           (["--format", "onnx", "--max-batch", "8"], "does not apply to format 'onnx'"),
                            (["--format", "onnx-fp16,onnx-in8"], "did you mean 'onnx-int8'"),
                            (["--format", "onnx-int8", "--max-int8-drop", "-1"], "at least 0")):
         result = run_cli("export", str(run_dir), "--out", str(tmp_path / "x"), *args)

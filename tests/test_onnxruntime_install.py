@@ -61,9 +61,9 @@ def test_doctor_names_a_gpu_that_onnxruntime_cannot_use():
 
 
 def test_doctor_checks_tensorrt_against_the_supported_majors_and_the_system_site(tmp_path, monkeypatch):
-    assert tensorrt_findings("10.3.0", []) == []
-    [outside] = tensorrt_findings("11.0.1", [])
-    assert "TensorRT 11.0.1 is outside the majors" in outside and "10.x" in outside
+    assert tensorrt_findings("10.3.0", []) == [] and tensorrt_findings("11.4.1", []) == []
+    [outside] = tensorrt_findings("12.0.0", [])
+    assert "TensorRT 12.0.0 is outside the majors" in outside and "10.x, 11.x" in outside
     (tmp_path / "tensorrt").mkdir()  # JetPack's bindings in the system site-packages
     monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))  # inside a virtual environment
     [hidden] = tensorrt_findings(None, [tmp_path])

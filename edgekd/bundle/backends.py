@@ -8,6 +8,12 @@ from dataclasses import dataclass
 from typing import Optional
 
 
+# The batch sizes the TensorRT backends build their optimization profiles for: every batch from 1 to
+# MAX_BATCH runs without an engine rebuild (compaction shrinks batches), tuned for OPT_BATCH.
+MAX_BATCH = 64
+OPT_BATCH = 1
+
+
 @dataclass(frozen=True)
 class BackendSpec:
     module: str  # under edgekd.runtime.backends

@@ -16,8 +16,9 @@ from edgekd.bundle.preprocess import PreprocessSpec
 
 SCHEMA_VERSION = 2
 FP32 = "fp32"
+FP16 = "fp16"
 # The reduced-precision graph sets a bundle can hold, and the export that writes each.
-PRECISION_FORMATS = {"fp16": "onnx-fp16", "int8": "onnx-int8", "int8-u8s8": "onnx-int8 --int8-scheme u8s8"}
+PRECISION_FORMATS = {FP16: "onnx-fp16", "int8": "onnx-int8", "int8-u8s8": "onnx-int8 --int8-scheme u8s8"}
 
 
 class Section(BaseModel):

@@ -4,11 +4,14 @@ A bundle of a K-exit model holds, for k = 1..K:
 - `segment_k`: `image` (k = 1) or `feature_{k-1}` -> `feature_k`, `logits_k` (the early-exit path);
 - `prefix_k`: `image` -> `logits_k` (always leave at exit k);
 - `full`: `image` -> `logits_1` ... `logits_K`.
+Segments k >= 2 also come as row-gathering graphs (`edgekd.bundle.row_gather`): `feature_{k-1}` and
+`rows` (the kept samples' indices) -> the same outputs, for chains that compact on the device.
 Exporters, backends and tools build and read these names only through this module.
 """
 from __future__ import annotations
 
 IMAGE = "image"
+ROWS = "rows"  # int64 indices of the samples a row-gathering segment keeps
 FULL = "full"
 GRAPH_SUFFIX = ".onnx"
 
@@ -21,6 +24,15 @@ def segment(k: int) -> str:
 def prefix(k: int) -> str:
     """Graph name of the prefix that ends at exit k (1-based)."""
     return f"prefix_{k}"
+
+
+def rows_segment(k: int) -> str:
+    """Graph name of segment k (k >= 2) gathering the kept rows first (`edgekd.bundle.row_gather`)."""
+    return f"rows_segment_{k}"
+
+
+def is_rows_segment(name: str) -> bool:
+    return name.startswith("rows_segment_")
 
 
 def feature(k: int) -> str:
@@ -67,7 +79,7 @@ def is_logits(name: str) -> bool:
 def exit_of(name: str) -> int | None:
     """The exit (1-based) a segment, prefix, feature or logits name ends at; None for `full` and `image`."""
     stem, _, number = name.rpartition("_")
-    if stem in ("segment", "prefix", "feature", "logits") and number.isdigit():
+    if stem in ("segment", "rows_segment", "prefix", "feature", "logits") and number.isdigit():
         return int(number)
     if name in (FULL, IMAGE):
         return None

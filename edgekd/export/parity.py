@@ -79,3 +79,28 @@ def check_parity(net: MultiExitNet, spec: GraphSpec, path: Path, seed: int = 123
                           f"same argmax: {argmax_equal})")
     return {"batches": list(PARITY_BATCHES), "max_abs_logit_diff": worst_logits, "max_abs_diff": worst_any,
             "argmax_equal": argmax_equal}
+
+
+ROW_GATHER_BATCHES = (1, 7, 64)
+
+
+def check_row_gather(path: Path, input_shape: tuple[int, ...], seed: int = 1234) -> int:
+    """Segment `path`'s row-gathering graph (`edgekd.bundle.row_gather`) against the segment run on the
+    kept rows, on onnxruntime's CPU: random inputs and keep masks at ROW_GATHER_BATCHES; the outputs must be
+    identical. Returns how many batches were compared; raises where they differ."""
+    from edgekd.bundle.row_gather import with_row_gather
+
+    plain = cpu_session(path)
+    gathering = ort.InferenceSession(with_row_gather(path).SerializeToString(), providers=["CPUExecutionProvider"])
+    source = plain.get_inputs()[0].name
+    rng = np.random.default_rng(seed)
+    for batch in ROW_GATHER_BATCHES:
+        x = rng.standard_normal((batch, *input_shape)).astype(np.float32)
+        rows = np.flatnonzero(rng.random(batch) < 0.5) if batch > 1 else np.zeros(1, np.int64)
+        expected = plain.run(None, {source: x[rows]})
+        got = gathering.run(None, {source: x, names.ROWS: rows.astype(np.int64)})
+        for name, a, b in zip((o.name for o in plain.get_outputs()), got, expected):
+            if a.shape != b.shape or not np.array_equal(a, b):
+                raise EdgekdError(f"{path.name}'s row-gathering graph differs from the segment on the kept rows in {name} "
+                                  f"at batch {batch}; please report this with the bundle")
+    return len(ROW_GATHER_BATCHES)

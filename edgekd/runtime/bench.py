@@ -9,12 +9,16 @@ Measures (CPU or the chosen provider; every latency is a median of repeated runs
   (both through `predict`), and batched throughput with compaction against the full model;
 - the oracle (each sample leaves at its earliest correct exit), the bound any policy stays under;
 - for a reduced precision (fp16, int8), the calibrated point against the FP32 full model as well:
-  its test accuracy and its batch-1 latency, timed in the same turns (`vs_fp32_full`).
+  its test accuracy and its batch-1 latency, timed in the same turns (`vs_fp32_full`);
+- what the early-exit loop moved between host and device per batch, at batch 1 and batched
+  (`host_copies`: images, feature maps, kept-row indices, logits; all zero on CPU, and on CUDA or
+  TensorRT no feature maps, because the device chain keeps them on the GPU).
 Writes bench.json and, where matplotlib is installed, bench.png.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -103,6 +107,8 @@ def _calibrated(model: EarlyExitModel, images: np.ndarray, scored: ExitScores, c
     chunks = [images[i:i + batch] for i in range(0, len(images) - batch + 1, batch)]
     t_plain, t_early = medians_in_turns([lambda: [model.predict(c, mode="exit", exit=k_exits) for c in chunks],
                                          lambda: [model.predict(c, mode="early") for c in chunks]], passes, warmup=1)
+    copies = {"batch_1": _mean_copies([model.predict(images[i:i + 1], mode="early") for i in range(min(len(images), 256))]),
+              f"batch_{batch}": _mean_copies([model.predict(c, mode="early") for c in chunks])}
     full_accuracy = 100.0 * correct[-1].mean()
     oracle_cost = oracle_cost_at(scored.exit_correct, costs, result.accuracy)
     predicted_speedup = 1.0 / result.cost
@@ -120,9 +126,17 @@ def _calibrated(model: EarlyExitModel, images: np.ndarray, scored: ExitScores, c
         "flops_saving_vs_oracle": round((1 - result.cost) / max(1e-9, 1 - oracle_cost), 4),
         "batch": batch, "throughput_full": round(len(chunks) * batch / t_plain, 1),
         "throughput_early": round(len(chunks) * batch / t_early, 1), "throughput_ratio": round(t_plain / t_early, 4),
+        "host_copies": copies,
         **({"vs_fp32_full": _against_fp32(reference, images, labels, result.accuracy, measured, reference_latency[0])}
            if reference is not None else {}),
     }
+
+
+def _mean_copies(predictions: list[Any]) -> dict[str, float]:
+    """The mean of each kind of host-device copy over the calls' `host_copies`, and their total."""
+    counts = [asdict(p.host_copies) for p in predictions]
+    mean = {key: round(float(np.mean([c[key] for c in counts])), 3) for key in counts[0]} if counts else {}
+    return {**mean, "total": round(sum(mean.values()), 3)}
 
 
 def _against_fp32(reference: EarlyExitModel, images: np.ndarray, labels: np.ndarray, accuracy: float, seconds: float,
@@ -155,6 +169,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"(oracle needs {c['oracle_flops_fraction_at_same_accuracy']:.3f})",
             f"  batch {c['batch']}: {c['throughput_early']:.0f} img/s early-exit vs {c['throughput_full']:.0f} img/s full = "
             f"{c['throughput_ratio']:.3f}x",
+            "  host-device copies per batch (images, feature maps, kept rows, logits): " + "; ".join(
+                f"{key.replace('_', ' ')} {v['images']:g}, {v['feature_maps']:g}, {v['rows']:g}, {v['logits']:g}"
+                for key, v in c["host_copies"].items()),
         ]
         v = c.get("vs_fp32_full")
         if v:

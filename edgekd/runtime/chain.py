@@ -10,6 +10,10 @@ to the calling thread, so several threads can share a model, and are used for ba
 `MAX_BOUND_ROWS` (larger batches, and sessions on other devices or native TensorRT engines, run
 with plain `run`, where copies are small next to the compute).
 
+On a GPU the chain that keeps feature maps in device memory is `device_chain.DeviceChain`; both
+answer the `Chain` protocol, and every pass counts what it moved between host and device
+(`HostCopies`), which `edgekd bench` reports.
+
 `ChainedSession` composes the segments into the prefix and full graphs (image -> logits of exit k,
 or of every exit), for backends that only have segment graphs and for latency comparisons.
 """
@@ -17,7 +21,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, NamedTuple, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol, Sequence
 
 import numpy as np
 
@@ -29,6 +34,46 @@ CACHE_LINE = 64  # bytes: the width of onnxruntime's AVX-512 loads, which split 
 
 class InputArg(NamedTuple):
     name: str
+
+
+@dataclass
+class HostCopies:
+    """What one batch moved between host memory and the memory the segments compute in: the images
+    in, feature maps out and back in, kept-row indices in, logits out (one count per array). All zero
+    where the segments run on the host's own memory (onnxruntime's CPU provider)."""
+
+    images: int = 0
+    feature_maps: int = 0
+    rows: int = 0
+    logits: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.images + self.feature_maps + self.rows + self.logits
+
+
+class Pass(Protocol):
+    """One batch on its way through a chain (`ChainPass`, `device_chain.DevicePass`)."""
+
+    segment: int
+    rows: int
+    seconds: float
+    logits: np.ndarray
+    copies: HostCopies
+
+    def advance(self, keep: np.ndarray | None = None) -> None: ...
+
+
+class Chain(Protocol):
+    """A bundle's segments as the early-exit loop runs them (`SegmentChain`, `device_chain.DeviceChain`)."""
+
+    max_rows: int | None  # the largest batch it runs (None: any)
+
+    def __len__(self) -> int: ...
+
+    def start(self, images: np.ndarray) -> Pass: ...
+
+    def run_through(self, images: np.ndarray, exits: int) -> list[np.ndarray]: ...
 
 
 def aligned_empty(shape: Sequence[int]) -> np.ndarray:
@@ -63,6 +108,8 @@ def _cpu_only(session: Any) -> bool:
 class SegmentChain:
     """The segment sessions of a bundle, run in order; `start(images)` runs the first segment."""
 
+    max_rows = None
+
     def __init__(self, segments: Sequence[Any], outputs: Sequence[Sequence[str]], image_shape: Sequence[int],
                  feature_shapes: Sequence[Sequence[int]], classes: int, bind: bool = True) -> None:
         """`outputs`: each segment's (feature, logits) output names; shapes without the batch axis.
@@ -71,7 +118,8 @@ class SegmentChain:
         self.input_names = [s.get_inputs()[0].name for s in self.segments]
         self.outputs = [list(o) for o in outputs]
         self._shapes = (tuple(image_shape), [tuple(s) for s in feature_shapes], classes)
-        self.bound = bind and all(_cpu_only(s) for s in self.segments)
+        self.on_host = all(_cpu_only(s) for s in self.segments)
+        self.bound = bind and self.on_host
         self._local = threading.local()
 
     @classmethod
@@ -135,7 +183,7 @@ PROBE_ROWS = 3
 PROBE_TOLERANCE = 1e-4  # relative to the logits' scale: the same kernels in another layout differ by rounding only
 
 
-def chains_disagree(chain: SegmentChain, reference: SegmentChain, image_shape: Sequence[int]) -> str | None:
+def chains_disagree(chain: Chain, reference: Chain, image_shape: Sequence[int]) -> str | None:
     """Where `chain`'s logits differ from `reference`'s on a seeded random batch (every exit, through the
     bound buffers and through compaction), or None where they agree."""
     images = np.random.default_rng(0).standard_normal((PROBE_ROWS, *image_shape)).astype(np.float32)
@@ -149,7 +197,7 @@ def chains_disagree(chain: SegmentChain, reference: SegmentChain, image_shape: S
     return None
 
 
-def _probe_logits(chain: SegmentChain, images: np.ndarray, keep: np.ndarray) -> list[np.ndarray]:
+def _probe_logits(chain: Chain, images: np.ndarray, keep: np.ndarray) -> list[np.ndarray]:
     """Every exit's logits of `images`, then those of exits 2.. on the rows `keep` selects (compacted after exit 1)."""
     logits = chain.run_through(images, len(chain))
     if len(chain) < 2:
@@ -170,6 +218,7 @@ class ChainPass:
 
     def __init__(self, chain: SegmentChain, images: np.ndarray) -> None:
         self.chain, self.segment, self.rows = chain, 0, len(images)
+        self.copies = HostCopies()
         self._buffers = chain.buffers(self.rows) if chain.bound and self.rows <= MAX_BOUND_ROWS else None
         if self._buffers is not None:
             np.copyto(self._buffers.image[:self.rows], images)
@@ -202,13 +251,17 @@ class ChainPass:
         start = time.perf_counter()
         self.feature, self.logits = self.chain.segments[k].run(None, {self.chain.input_names[k]: x})
         self.seconds = time.perf_counter() - start
+        if not self.chain.on_host:  # the input went to the device, both outputs came back
+            self.copies.images += k == 0
+            self.copies.feature_maps += (k > 0) + 1
+            self.copies.logits += 1
 
 
 class ChainedSession:
     """The chain as a prefix (`exit=k`: image -> logits_k) or the full graph (`exit=None`: image ->
     every exit's logits), answering `get_inputs()` and `run(None, feeds)` like an onnxruntime session."""
 
-    def __init__(self, chain: SegmentChain, exit: int | None = None) -> None:
+    def __init__(self, chain: Chain, exit: int | None = None) -> None:
         self._chain, self._last = chain, exit or len(chain)
         self._all = exit is None
 
@@ -216,5 +269,8 @@ class ChainedSession:
         return [InputArg(names.IMAGE)]
 
     def run(self, output_names: Sequence[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        logits = self._chain.run_through(feeds[names.IMAGE], self._last)
+        images = feeds[names.IMAGE]
+        step = self._chain.max_rows or max(1, len(images))
+        chunks = [self._chain.run_through(images[i:i + step], self._last) for i in range(0, max(1, len(images)), step)]
+        logits = chunks[0] if len(chunks) == 1 else [np.concatenate(parts) for parts in zip(*chunks)]
         return logits if self._all else [logits[-1]]

@@ -20,7 +20,7 @@ import numpy as np
 from edgekd.bundle import Manifest, names, read_manifest
 from edgekd.errors import BadInput
 from edgekd.runtime.backends import Backend, open_backend
-from edgekd.runtime.chain import SegmentChain
+from edgekd.runtime.chain import Chain, HostCopies, SegmentChain
 from edgekd.runtime.images import to_batch
 from edgekd.runtime.policies import ExitTrail, softmax
 from edgekd.runtime.policies import policy as get_policy
@@ -32,7 +32,8 @@ MODES = ("auto", "early", "exit", "all")
 class Prediction:
     """Per sample: label, class name, confidence (the policy's score), exit taken (1-based) and the
     probabilities of that exit; per call: seconds spent in each graph. `mode='early'` adds
-    `exit_scores` (N, K): the score at every exit computed for a sample, NaN past the one it took;
+    `exit_scores` (N, K): the score at every exit computed for a sample, NaN past the one it took, and
+    `host_copies`, what the call moved between host and device memory (all zero on CPU);
     `mode='all'` adds every exit's probabilities, the ensemble (mean of the exits' probabilities,
     whose argmax is then the label) and `ensemble_logits` (mean of the exits' logits, BYOT's ensemble).
     The label follows the mean of probabilities: each exit's vote is bounded and temperature-scaled,
@@ -48,6 +49,7 @@ class Prediction:
     ensemble: np.ndarray | None = None
     ensemble_logits: np.ndarray | None = None
     exit_scores: np.ndarray | None = None
+    host_copies: HostCopies | None = None  # `mode='early'`: what the call moved between host and device
 
     def to_records(self) -> list[dict[str, Any]]:
         return [{"label": int(l), "class": n, "confidence": round(float(c), 6), "exit": int(e)}
@@ -111,8 +113,9 @@ class EarlyExitModel:
         """The segment sessions as one chain, feature maps in NCHW between them."""
         return self.backend.chain
 
-    def chain_for(self, rows: int) -> SegmentChain:
-        """The chain the early-exit loop runs a batch of `rows` on (the backend's choice)."""
+    def chain_for(self, rows: int) -> Chain:
+        """The chain the early-exit loop runs a batch of `rows` on (the backend's choice): on CPU a host
+        `SegmentChain`, on CUDA and TensorRT a `DeviceChain` that keeps feature maps on the GPU."""
         return self.backend.chain_for(rows)
 
     def scores(self, logits: np.ndarray, exit_index: int, policy: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -179,7 +182,7 @@ class EarlyExitModel:
         timings["total"] = sum(timings.values())
         labels, confidences, exits, probs_taken = _gather(left, n)
         return Prediction(labels, [self.classes[i] for i in labels], confidences, exits, probs_taken, timings,
-                          exit_scores=exit_scores)
+                          exit_scores=exit_scores, host_copies=step.copies)
 
     def _fixed(self, batch: np.ndarray, exit: int, policy: str | None) -> Prediction:
         name = names.prefix(exit)

@@ -54,15 +54,23 @@ def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> floa
     return medians_in_turns([fn], repeats, warmup)[0]
 
 
-def segment_latencies(model: EarlyExitModel, image: np.ndarray, repeats: int) -> list[float]:
-    """Batch-1 median seconds of each segment, fed the real output of the one before."""
-    x, out = image, []
-    for segment in names.segments(model.num_exits):
-        session = model.session(segment)
-        name = session.get_inputs()[0].name
-        out.append(median_seconds(lambda: session.run(None, {name: x}), repeats))
-        x = session.run(None, {name: x})[0]
-    return out
+def segment_latencies(model: EarlyExitModel, image: np.ndarray, repeats: int, warmup: int = 3) -> list[float]:
+    """Batch-1 median seconds of each segment, as the early-exit loop runs them: every segment of the
+    model's chain in turn (feature maps handed on as the chain hands them, on the device where it has
+    one), each run timed on its own."""
+    chain = model.chain_for(len(image))
+
+    def one_pass() -> list[float]:
+        step = chain.start(image)
+        seconds = [step.seconds]
+        while step.segment < len(chain) - 1:
+            step.advance()
+            seconds.append(step.seconds)
+        return seconds
+
+    for _ in range(warmup):
+        one_pass()
+    return [float(s) for s in np.median([one_pass() for _ in range(repeats)], axis=0)]
 
 
 def prefix_latencies(model: EarlyExitModel, image: np.ndarray, repeats: int) -> list[float]:

@@ -15,6 +15,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from edgekd.bundle.backends import MAX_BATCH
 from edgekd.errors import EdgekdError
 from edgekd.registry import closest
 
@@ -50,9 +51,9 @@ FORMATS: dict[str, ExportFormat] = {
                      "as TensorRT reads them), with per-exit accuracy against FP32",
                      (*_COMMON, "calib_images", "int8_scheme", "max_int8_drop"),
                      {"opset": 17, "calib_images": 256, "int8_scheme": "symmetric"}, "onnx_int8", needs="onnx"),
-        ExportFormat("tensorrt", "TensorRT engines per segment built from an ONNX bundle, on the device that will run them",
-                     (*_COMMON, "fp16", "int8", "calib_images"), {"opset": 17, "fp16": True, "int8": False, "calib_images": 256},
-                     "tensorrt_engines", needs="onnx", extends_bundles=True),
+        ExportFormat("tensorrt", "strongly typed TensorRT engines per segment, built from an ONNX bundle's FP16, INT8 or "
+                     "FP32 graphs on the device that will run them", (*_COMMON, "precision", "max_batch"),
+                     {"opset": 17, "max_batch": MAX_BATCH}, "tensorrt_engines", needs="onnx", extends_bundles=True),
     )
 }
 ALL_OPTIONS = sorted({o for f in FORMATS.values() for o in f.options})
@@ -102,6 +103,8 @@ def check_request(fmt: str | Sequence[str], options: dict[str, Any]) -> dict[str
     resolved.update({k: v for k, v in options.items() if v is not None and k in takes})
     if "calib_images" in resolved and resolved["calib_images"] < 1:
         raise EdgekdError(f"calib_images must be at least 1, got {resolved['calib_images']}")
+    if "max_batch" in resolved and resolved["max_batch"] < 1:
+        raise EdgekdError(f"max_batch must be at least 1, got {resolved['max_batch']}")
     if "opset" in resolved and not 13 <= resolved["opset"] <= 21:
         raise EdgekdError(f"opset {resolved['opset']} is outside the supported 13..21")
     if resolved.get("int8_scheme", "symmetric") not in INT8_SCHEMES:

@@ -9,10 +9,10 @@ from typing import Any
 import torch
 
 from edgekd import __version__
-from edgekd.bundle import Manifest
+from edgekd.bundle import Manifest, names
 from edgekd.export.job import ExportJob, TrainedRun
 from edgekd.export.onnx_graphs import GraphSpec, export_graph, feature_shapes, graph_specs
-from edgekd.export.parity import check_onnx, check_parity, graph_input
+from edgekd.export.parity import check_onnx, check_parity, check_row_gather, graph_input
 from edgekd.export.samples import write_samples
 
 
@@ -31,6 +31,9 @@ def add(job: ExportJob) -> list[str]:
         job.log(f"{spec.name:>10}: max |logit diff| vs PyTorch {parity[spec.name]['max_abs_logit_diff']:.2e} "
                 f"at batch {', '.join(map(str, parity[spec.name]['batches']))}; same argmax: {parity[spec.name]['argmax_equal']}")
     job.manifest = _manifest(job.run, job.specs, job.opts, parity)
+    for k in range(2, job.manifest.num_exits + 1):  # what the GPU chains run instead of the segments
+        batches = check_row_gather(job.folder / job.manifest.graphs[names.segment(k)].file, job.manifest.segment_input_shape(k))
+        job.log(f"{names.rows_segment(k):>14}: identical to {names.segment(k)} on the kept rows at {batches} batch sizes")
     data = job.data()
     if data is None:
         job.log("validation sample and examples not stored: the run's data is not available here")

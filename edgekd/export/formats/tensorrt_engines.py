@@ -2,10 +2,18 @@
 
 Engines are specific to the GPU and TensorRT version that build them, so this runs on the target
 device: `edgekd export export/<bundle> --format tensorrt` on a Jetson turns an ONNX bundle into
-engines in place (a run folder is exported to ONNX first, in the same bundle). FP16 by default; `int8`
-calibrates with TensorRT's entropy calibrator on the calibration images an `onnx-int8` bundle stores,
-and keeps the calibration cache in the bundle so later builds reuse it. A timing cache speeds up rebuilds.
-Without TensorRT or a CUDA GPU the command says exactly which is missing.
+engines in place (a run folder is exported to ONNX first, in the same bundle).
+
+The networks are strongly typed, the same way on TensorRT 10 (the STRONGLY_TYPED creation flag) and 11
+(where strong typing is the only mode and the precision flags and INT8 calibrators are gone): each
+engine computes in the types its ONNX graph states. So the precision is the graph set's: `fp16` (the
+default where the bundle has the `onnx-fp16` graphs), `int8` (the symmetric Q/DQ graphs of
+`onnx-int8`, scales already calibrated) or `fp32`. Segments 2..K are built from their row-gathering
+graphs (`edgekd.bundle.row_gather`), so the runtime compacts on the GPU and chains device buffers.
+Each engine has one optimization profile for batch 1 to `max_batch`; the timing cache is kept in the
+bundle's engine folder so rebuilds are quicker. Building needs TensorRT and cuda-python, not torch.
+Before building, TensorRT's own parser says whether it supports every node (`supports_model`); the
+stored operator list (`tensorrt_ops`) is the offline check of the training machine.
 """
 from __future__ import annotations
 
@@ -13,132 +21,104 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import onnx
 
-from edgekd.bundle import Manifest, names
-from edgekd.bundle.files import load_calibration_sample
-from edgekd.bundle.manifest import TensorRTEngines
+from edgekd.bundle import names
+from edgekd.bundle.backends import OPT_BATCH
+from edgekd.bundle.manifest import FP16, FP32, Manifest, TensorRTEngines
+from edgekd.bundle.row_gather import with_row_gather
 from edgekd.errors import EdgekdError
 from edgekd.export.job import ExportJob
-from edgekd.export.tensorrt_ops import unsupported_ops
+from edgekd.runtime.backends.cuda_runtime import gpu_name, tensorrt
 
 ENGINE_DIR = "tensorrt"
-MAX_BATCH = 64
-
-
-def _tensorrt() -> Any:
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise EdgekdError("TensorRT is not installed. On a Jetson it comes with JetPack (python3-libnvinfer); on an x86 "
-                          "machine with an NVIDIA GPU: pip install 'edgekd[tensorrt]'") from None
-    return trt
-
-
-def _cuda_device() -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise EdgekdError("building TensorRT engines needs PyTorch with CUDA for the calibration buffers: "
-                          "pip install 'edgekd[train]'") from None
-    if not torch.cuda.is_available():
-        raise EdgekdError("TensorRT engines must be built on the GPU that will run them, and no CUDA GPU is visible here. "
-                          "Copy the ONNX bundle to the device and run `edgekd export BUNDLE --format tensorrt` there")
-    return torch
+ENGINE_PRECISIONS = (FP32, FP16, "int8")  # int8-u8s8 has zero points, which TensorRT's Q/DQ does not take
 
 
 def add(job: ExportJob) -> list[str]:
     """Engines for every segment of the bundle being built or extended; returns the files written."""
-    trt = _tensorrt()
-    torch = _cuda_device()
+    trt = tensorrt()
+    device = gpu_name()
     source, manifest, opts = job.folder, job.manifest, job.opts
     assert manifest is not None
+    precision = engine_precision(manifest, opts.get("precision"), job.log)
     engine_dir = source / ENGINE_DIR
     shutil.rmtree(engine_dir, ignore_errors=True)
     engine_dir.mkdir()
     logger = trt.Logger(trt.Logger.WARNING)
     timing_cache_path = engine_dir / "timing.cache"
     engines = {}
-    precision = "int8" if opts.get("int8") else "fp16" if opts["fp16"] else "fp32"
     for k in range(1, manifest.num_exits + 1):
-        name = names.segment(k)
-        graph = manifest.graphs[name]
-        onnx_path = source / graph.file
-        missing = unsupported_ops(onnx_path)
-        if missing:
-            raise EdgekdError(f"{onnx_path.name} uses operators TensorRT's ONNX parser does not support: {', '.join(sorted(missing))}")
-        calibrator = _calibrator(trt, torch, source, manifest, k, engine_dir) if opts.get("int8") else None
-        plan = _build(trt, logger, onnx_path, graph.inputs[0], manifest.segment_input_shape(k), opts, timing_cache_path, calibrator)
+        name = names.segment(k) if k == 1 else names.rows_segment(k)
+        graph = manifest.graph_path(source, names.segment(k), precision)
+        model = onnx.load(str(graph)) if k == 1 else with_row_gather(graph)
+        plan = _build(trt, logger, model.SerializeToString(), name, _input_shapes(manifest, k), opts["max_batch"],
+                      timing_cache_path)
         (engine_dir / f"{name}.engine").write_bytes(plan)
         engines[name] = f"{ENGINE_DIR}/{name}.engine"
-        job.log(f"{name}: engine built ({len(plan) / 1e6:.1f} MB, {precision.upper()})")
-    manifest.tensorrt = TensorRTEngines(version=trt.__version__, device=torch.cuda.get_device_name(), engines=engines,
-                                        precision=precision, max_batch=MAX_BATCH)
+        job.log(f"{name}: engine built ({len(plan) / 1e6:.1f} MB, {precision.upper()}, strongly typed, batch 1..{opts['max_batch']})")
+    manifest.tensorrt = TensorRTEngines(version=trt.__version__, device=device, engines=engines, precision=precision,
+                                        max_batch=opts["max_batch"])
     return [p.relative_to(source).as_posix() for p in engine_dir.iterdir()]
 
 
-def _build(trt: Any, logger: Any, onnx_path: Path, input_name: str, shape: tuple[int, ...], opts: dict[str, Any],
-           timing_cache_path: Path, calibrator: Any) -> bytes:
+def engine_precision(manifest: Manifest, requested: str | None, log: Any) -> str:
+    """The graph set to build from: `requested`, else FP16 where the bundle has it, else FP32 (said in the log)."""
+    if requested is None:
+        if FP16 in manifest.precision_names:
+            return FP16
+        log("building FP32 engines: the bundle has no FP16 graphs (export the run with --format onnx-fp16 for FP16 engines)")
+        return FP32
+    if requested not in ENGINE_PRECISIONS:
+        raise EdgekdError(f"TensorRT engines are built in {', '.join(ENGINE_PRECISIONS)}, not '{requested}' "
+                          f"(int8-u8s8's zero points are onnxruntime-CPU only; export --format onnx-int8 for symmetric INT8)")
+    if requested not in manifest.precision_names:
+        fix = {FP16: "--format onnx-fp16", "int8": "--format onnx-int8"}[requested]
+        raise EdgekdError(f"the bundle has no {requested} graphs to build {requested} engines from: export the run with {fix} "
+                          f"(on the training machine), then build the engines from that bundle")
+    return requested
+
+
+def _input_shapes(manifest: Manifest, k: int) -> dict[str, tuple[int, ...]]:
+    """The engine's inputs without the batch axis: the image or feature map, and `rows` after the first."""
+    shapes = {names.segment_input(k): manifest.segment_input_shape(k)}
+    return shapes if k == 1 else {**shapes, names.ROWS: ()}
+
+
+def _network_flags(trt: Any) -> int:
+    """Strongly typed: TensorRT 10's creation flag; TensorRT 11 has no other mode (and may lack the flag)."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    return 0 if flag is None else 1 << int(flag)
+
+
+def _check_supported(trt: Any, logger: Any, model: bytes, name: str) -> None:
+    """TensorRT's parser's own verdict on every node of the graph, before the build."""
+    parser = trt.OnnxParser(trt.Builder(logger).create_network(_network_flags(trt)), logger)
+    check = getattr(parser, "supports_model_v2", None)
+    supported = check(model) if check is not None else parser.supports_model(model)[0]
+    if not supported:
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)) or "no reason given"
+        raise EdgekdError(f"TensorRT {trt.__version__}'s ONNX parser does not support every node of {name}: {errors}")
+
+
+def _build(trt: Any, logger: Any, model: bytes, name: str, shapes: dict[str, tuple[int, ...]], max_batch: int,
+           timing_cache_path: Path) -> bytes:
+    _check_supported(trt, logger, model, name)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)
+    network = builder.create_network(_network_flags(trt))
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
+    if not parser.parse(model):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise EdgekdError(f"TensorRT could not parse {onnx_path.name}: {errors}")
+        raise EdgekdError(f"TensorRT could not parse {name}: {errors}")
     config = builder.create_builder_config()
     cache = config.create_timing_cache(timing_cache_path.read_bytes() if timing_cache_path.is_file() else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
-    if opts["fp16"] or opts.get("int8"):
-        config.set_flag(trt.BuilderFlag.FP16)
-    if calibrator is not None:
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = calibrator
     profile = builder.create_optimization_profile()
-    profile.set_shape(input_name, (1, *shape), (8, *shape), (MAX_BATCH, *shape))
+    for input_name, shape in shapes.items():
+        profile.set_shape(input_name, (1, *shape), (min(OPT_BATCH, max_batch), *shape), (max_batch, *shape))
     config.add_optimization_profile(profile)
-    if calibrator is not None:
-        config.set_calibration_profile(profile)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
-        raise EdgekdError(f"TensorRT failed to build an engine from {onnx_path.name}; its log above says why")
+        raise EdgekdError(f"TensorRT failed to build an engine from {name}; its log above says why")
     timing_cache_path.write_bytes(memoryview(config.get_timing_cache().serialize()))
     return bytes(plan)
-
-
-def _calibrator(trt: Any, torch: Any, source: Path, manifest: Manifest, k: int, engine_dir: Path) -> Any:
-    """Entropy calibrator for segment k, fed from the bundle's calibration images through the FP32
-    segments before it (onnxruntime), with a per-segment calibration cache."""
-    if manifest.calibration_sample is None:
-        raise EdgekdError(f"INT8 engines need calibration images and {source} has none; export the run with "
-                          f"--format onnx-int8 (which stores them in the bundle), then build engines from that bundle")
-    from edgekd.export.parity import cpu_session
-
-    batches = manifest.preprocess.normalize(load_calibration_sample(source, manifest))
-    for j in range(1, k):
-        graph = manifest.graphs[names.segment(j)]
-        batches = cpu_session(source / graph.file).run([graph.outputs[0]], {graph.inputs[0]: batches})[0]
-    cache_path = engine_dir / f"{names.segment(k)}.calibration.cache"
-
-    class Calibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self) -> None:
-            super().__init__()
-            self.chunks = iter(batches[i:i + 32] for i in range(0, len(batches) - 31, 32))
-            self.device = torch.empty((32, *batches.shape[1:]), dtype=torch.float32, device="cuda")
-
-        def get_batch_size(self) -> int:
-            return 32
-
-        def get_batch(self, names: list[str]) -> list[int] | None:
-            chunk = next(self.chunks, None)
-            if chunk is None:
-                return None
-            self.device.copy_(torch.from_numpy(np.ascontiguousarray(chunk)))
-            return [int(self.device.data_ptr())]
-
-        def read_calibration_cache(self) -> bytes | None:
-            return cache_path.read_bytes() if cache_path.is_file() else None
-
-        def write_calibration_cache(self, cache: bytes) -> None:
-            cache_path.write_bytes(bytes(cache))
-
-    return Calibrator()

@@ -2,7 +2,8 @@
 backends share (they differ in their provider and its options).
 
 A backend turns a graph name (`edgekd.bundle.names`) into something with `get_inputs()` and
-`run(output_names, feeds)`, and gives the early-exit loop its `SegmentChain` for a batch size.
+`run(output_names, feeds)`, and gives the early-exit loop its chain for a batch size: the host
+`SegmentChain`, or on a GPU the `DeviceChain` that keeps feature maps in device memory.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from edgekd.bundle import FP32, Manifest, names
 from edgekd.bundle.backends import BACKENDS
 from edgekd.bundle.manifest import PRECISION_FORMATS
 from edgekd.errors import BadInput
-from edgekd.runtime.chain import SegmentChain
+from edgekd.runtime.chain import Chain, SegmentChain
+from edgekd.runtime.device_chain import DeviceChain, OrtDeviceRunner
 
 
 class Backend:
@@ -61,7 +63,7 @@ class Backend:
                                                   self.manifest)
         return self._chain
 
-    def chain_for(self, rows: int) -> SegmentChain:
+    def chain_for(self, rows: int) -> Chain:
         """The chain a batch of `rows` runs on."""
         return self.chain
 
@@ -76,6 +78,7 @@ class OnnxruntimeBackend(Backend):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._device_chain: DeviceChain | None = None
         from edgekd.runtime.sessions import available_providers
 
         if self.provider not in available_providers():
@@ -94,7 +97,31 @@ class OnnxruntimeBackend(Backend):
     def graph_path(self, graph: str) -> Path:
         return self.manifest.graph_path(self.bundle, graph, self.precision)
 
+    def graph_model(self, graph: str) -> Path | bytes:
+        """The file of graph `graph`, or for a row-gathering segment the graph derived from its segment's file."""
+        if names.is_rows_segment(graph):
+            from edgekd.bundle.row_gather import with_row_gather
+
+            return with_row_gather(self.graph_path(names.segment(int(names.exit_of(graph) or 0)))).SerializeToString()
+        return self.graph_path(graph)
+
+    def providers_for(self, graph: str) -> list[Any]:
+        """The providers (with options) of graph `graph`'s session."""
+        return self.providers
+
     def make_session(self, graph: str) -> Any:
         from edgekd.runtime.sessions import make_session
 
-        return make_session(self.graph_path(graph), self.providers, self.threads, share_pool=self.shared_threads)
+        return make_session(self.graph_model(graph), self.providers_for(graph), self.threads, share_pool=self.shared_threads)
+
+    def device_chain(self, device: str) -> DeviceChain:
+        """The segments chained through IOBinding with feature maps as OrtValues on `device` ("cuda"; "cpu"
+        runs the same path on the host), compacting with the row-gathering segments."""
+        if self._device_chain is None:
+            k = self.manifest.num_exits
+            segments = [self.session(s) for s in names.segments(k)]
+            gathering = [self.session(names.rows_segment(j)) for j in range(2, k + 1)]
+            outputs = [self.manifest.graphs[s].outputs for s in names.segments(k)]
+            self._device_chain = DeviceChain(OrtDeviceRunner(segments, gathering, outputs, device,
+                                                             int(self.provider_options.get("device_id", 0))))
+        return self._device_chain
