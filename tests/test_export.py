@@ -248,28 +248,6 @@ def test_tensorrt_says_what_is_missing(run_and_bundle):
     assert ("TensorRT is not installed" in result.stderr) if not has_trt else ("no CUDA GPU is visible" in result.stderr)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="TensorRT engines are built on a CUDA GPU; none is visible")
-def test_tensorrt_engines_build_from_the_bundle(run_and_bundle, tmp_path):
-    pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install 'edgekd[tensorrt]')")
-    _, bundle = run_and_bundle
-    copy = tmp_path / "trt"
-    shutil.copytree(bundle, copy)
-    exporter.export(copy, "tensorrt", log=lambda m: None)
-    manifest = read_manifest(copy)
-    assert sorted(manifest.tensorrt.engines) == [f"segment_{k}" for k in range(1, 5)]
-    assert (copy / "tensorrt" / "timing.cache").is_file()
-    pytest.importorskip("cuda", reason="running the engines needs cuda-python (pip install 'edgekd[tensorrt]')")
-    from edgekd.runtime import EarlyExitModel
-
-    images = np.random.default_rng(3).standard_normal((7, *manifest.input.shape)).astype(np.float32)
-    onnx_out = EarlyExitModel(copy).predict(images, mode="all").all_probs
-    engines = EarlyExitModel(copy, backend="tensorrt-engines")
-    for p_onnx, p_trt in zip(onnx_out, engines.predict(images, mode="all").all_probs):
-        assert np.abs(p_onnx - p_trt).max() < 0.02  # FP16 engines against the FP32 graphs
-    early = engines.predict(images, mode="early", thresholds=[0.5] * 3)
-    assert early.exits.min() >= 1 and set(early.timings) >= {"segment_1", "total"}
-
-
 def test_recipe_refuses_to_export_over_a_bundle_before_training(run_and_bundle, tmp_path):
     _, bundle = run_and_bundle
     result = run_cli("recipe", "oto_resnet18", "--profile", "smoke", "--runs-dir", str(tmp_path / "runs"),

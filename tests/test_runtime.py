@@ -228,6 +228,10 @@ def test_bench_writes_json_and_png(bundle, tmp_path):
     if (tmp_path / "b" / "bench.png").exists():
         assert (tmp_path / "b" / "bench.png").read_bytes()[:4] == b"\x89PNG"
     assert "oracle:" in result.stdout and "img/s" in result.stdout
+    # on CPU the segments compute in host memory: nothing crosses to a device, at batch 1 or batched
+    assert set(calibrated["host_copies"]) == {"batch_1", f"batch_{calibrated['batch']}"}
+    assert all(c["total"] == 0 for c in calibrated["host_copies"].values())
+    assert "host-device copies per batch" in result.stdout
 
 
 def test_int8_graphs_calibrated_on_their_own_scores_and_benched_against_the_fp32_full_model(bundle, tmp_path):

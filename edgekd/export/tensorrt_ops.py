@@ -1,7 +1,8 @@
 """Which ONNX operators TensorRT's ONNX parser accepts (onnx-tensorrt's support matrix, `docs/operators.md`, TensorRT 10).
 
-Checked before building engines, and by the tests on every exported graph, so a graph TensorRT
-cannot parse is caught on the training machine rather than on the device.
+The offline check: the tests run it on every exported graph, so a graph TensorRT cannot parse is
+caught on the training machine rather than on the device. Where TensorRT is installed, the engine
+builder asks the installed parser instead (`supports_model`), which knows its own version.
 """
 from __future__ import annotations
 

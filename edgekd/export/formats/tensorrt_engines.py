@@ -29,7 +29,7 @@ from edgekd.bundle.manifest import FP16, FP32, Manifest, TensorRTEngines
 from edgekd.bundle.row_gather import with_row_gather
 from edgekd.errors import EdgekdError
 from edgekd.export.job import ExportJob
-from edgekd.runtime.backends.cuda_runtime import gpu_name, tensorrt
+from edgekd.cuda_runtime import gpu_name, tensorrt
 
 ENGINE_DIR = "tensorrt"
 ENGINE_PRECISIONS = (FP32, FP16, "int8")  # int8-u8s8 has zero points, which TensorRT's Q/DQ does not take

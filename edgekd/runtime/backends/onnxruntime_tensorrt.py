@@ -16,10 +16,30 @@ from typing import Any
 
 from edgekd.bundle import names
 from edgekd.bundle.backends import MAX_BATCH, OPT_BATCH
-from edgekd.bundle.manifest import FP16
+from edgekd.bundle.manifest import FP16, Manifest
 from edgekd.runtime.backends.base import OnnxruntimeBackend
 from edgekd.runtime.chain import Chain
 from edgekd.runtime.engine_cache import engine_cache
+
+
+def input_shapes(manifest: Manifest, graph: str) -> dict[str, tuple[int, ...]]:
+    """Each input of graph `graph` without its batch axis (`rows` has none: one index per kept row)."""
+    k = int(names.exit_of(graph) or 0)
+    if names.is_rows_segment(graph):
+        return {names.segment_input(k): manifest.segment_input_shape(k), names.ROWS: ()}
+    if names.is_segment(graph):
+        return {names.segment_input(k): manifest.segment_input_shape(k)}
+    return {names.IMAGE: tuple(manifest.input.shape)}
+
+
+def profile_options(manifest: Manifest, graph: str) -> dict[str, str]:
+    """onnxruntime's trt_profile_{min,opt,max}_shapes for graph `graph`: batch 1, OPT_BATCH and MAX_BATCH."""
+    shapes = input_shapes(manifest, graph)
+
+    def at(batch: int) -> str:
+        return ",".join(f"{name}:" + "x".join(map(str, (batch, *shape))) for name, shape in shapes.items())
+
+    return {"trt_profile_min_shapes": at(1), "trt_profile_opt_shapes": at(OPT_BATCH), "trt_profile_max_shapes": at(MAX_BATCH)}
 
 
 class TensorrtProviderBackend(OnnxruntimeBackend):
@@ -35,26 +55,8 @@ class TensorrtProviderBackend(OnnxruntimeBackend):
         return {"trt_engine_cache_enable": True, "trt_engine_cache_path": cache,
                 "trt_timing_cache_enable": True, "trt_timing_cache_path": cache}
 
-    def input_shapes(self, graph: str) -> dict[str, tuple[int, ...]]:
-        """Each input of graph `graph` without its batch axis (`rows` has none: it is one index per row)."""
-        k = names.exit_of(graph)
-        if names.is_rows_segment(graph):
-            return {names.segment_input(int(k or 0)): self.manifest.segment_input_shape(int(k or 0)), names.ROWS: ()}
-        if names.is_segment(graph):
-            return {names.segment_input(int(k or 0)): self.manifest.segment_input_shape(int(k or 0))}
-        return {names.IMAGE: tuple(self.manifest.input.shape)}
-
-    def profile_options(self, graph: str) -> dict[str, str]:
-        """trt_profile_{min,opt,max}_shapes for graph `graph`: batch 1, OPT_BATCH and MAX_BATCH."""
-        shapes = self.input_shapes(graph)
-
-        def at(batch: int) -> str:
-            return ",".join(f"{name}:" + "x".join(map(str, (batch, *shape))) for name, shape in shapes.items())
-
-        return {"trt_profile_min_shapes": at(1), "trt_profile_opt_shapes": at(OPT_BATCH), "trt_profile_max_shapes": at(MAX_BATCH)}
-
     def providers_for(self, graph: str) -> list[Any]:
-        options = {**self.default_options(), **self.profile_options(graph), **self.provider_options}
+        options = {**self.default_options(), **profile_options(self.manifest, graph), **self.provider_options}
         return [(self.provider, options), "CUDAExecutionProvider", "CPUExecutionProvider"]
 
     @property

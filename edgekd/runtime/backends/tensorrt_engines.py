@@ -19,7 +19,7 @@ import numpy as np
 from edgekd.bundle import names
 from edgekd.errors import BadInput
 from edgekd.runtime.backends.base import Backend
-from edgekd.runtime.backends.cuda_runtime import check, cudart, gpu_name, tensorrt
+from edgekd.cuda_runtime import check, cudart, gpu_name, tensorrt
 from edgekd.runtime.chain import Chain, ChainedSession
 from edgekd.runtime.device_chain import DeviceChain
 
