@@ -91,9 +91,11 @@ def _network_flags(trt: Any) -> int:
     return 0 if flag is None else 1 << int(flag)
 
 
-def _check_supported(trt: Any, logger: Any, model: bytes, name: str) -> None:
-    """TensorRT's parser's own verdict on every node of the graph, before the build."""
-    parser = trt.OnnxParser(trt.Builder(logger).create_network(_network_flags(trt)), logger)
+def _check_supported(trt: Any, builder: Any, logger: Any, model: bytes, name: str) -> None:
+    """TensorRT's parser's own verdict on every node of the graph, before the build (on a network of its
+    own: `supports_model_v2` may fill the network it parses into)."""
+    network = builder.create_network(_network_flags(trt))
+    parser = trt.OnnxParser(network, logger)
     check = getattr(parser, "supports_model_v2", None)
     supported = check(model) if check is not None else parser.supports_model(model)[0]
     if not supported:
@@ -103,8 +105,8 @@ def _check_supported(trt: Any, logger: Any, model: bytes, name: str) -> None:
 
 def _build(trt: Any, logger: Any, model: bytes, name: str, shapes: dict[str, tuple[int, ...]], max_batch: int,
            timing_cache_path: Path) -> bytes:
-    _check_supported(trt, logger, model, name)
     builder = trt.Builder(logger)
+    _check_supported(trt, builder, logger, model, name)
     network = builder.create_network(_network_flags(trt))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(model):

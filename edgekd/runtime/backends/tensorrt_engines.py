@@ -51,7 +51,9 @@ class EngineRunner:
             self._contexts.append(engine.create_execution_context())
             self._shapes.append({t: tuple(engine.get_tensor_shape(t))[1:] for t in tensors})
             self._dtypes.append({t: np.dtype(trt.nptype(engine.get_tensor_dtype(t))) for t in tensors})
-        self._buffers = [self._bind(k) for k in range(self.segments)]
+        self._buffers: list[dict[str, int]] = []
+        for k in range(self.segments):  # each engine after the first reads the buffer of the one before
+            self._buffers.append(self._bind(k))
 
     def _malloc(self, shape: Sequence[int], dtype: np.dtype) -> int:
         pointer = check(self._cuda.cudaMalloc(max(1, int(np.prod(shape)) * dtype.itemsize)))
@@ -109,6 +111,8 @@ class EngineRunner:
     def __del__(self) -> None:
         for pointer in getattr(self, "_allocations", []):
             self._cuda.cudaFree(pointer)
+        if getattr(self, "_stream", None) is not None:
+            self._cuda.cudaStreamDestroy(self._stream)
 
 
 class EnginesBackend(Backend):
