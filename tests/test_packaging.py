@@ -28,3 +28,14 @@ def test_recipe_copy_writes_the_yaml_to_edit_and_keeps_an_existing_one(tmp_path)
     again = run_cli("recipe", "kd_resnet18", "--copy", cwd=tmp_path)
     assert again.returncode == 2 and "already exists; pass --overwrite" in again.stderr
     assert copied.read_text().endswith("# mine\n")
+
+
+def test_the_tensorrt_extra_allows_exactly_the_majors_the_engine_builder_supports():
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    from edgekd.install_hints import TENSORRT_MAJORS
+
+    [tensorrt] = [Requirement(r) for r in requires("edgekd") or [] if r.startswith("tensorrt") and "tensorrt" in str(Requirement(r).marker)]
+    assert {major for major in range(8, 16) if tensorrt.specifier.contains(f"{major}.4.0")} == set(TENSORRT_MAJORS) == {10, 11}
