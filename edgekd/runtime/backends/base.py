@@ -78,7 +78,7 @@ class OnnxruntimeBackend(Backend):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._device_chain: DeviceChain | None = None
+        self._device_chains: dict[str, DeviceChain] = {}  # by device type
         from edgekd.runtime.sessions import available_providers
 
         if self.provider not in available_providers():
@@ -117,11 +117,11 @@ class OnnxruntimeBackend(Backend):
     def device_chain(self, device: str) -> DeviceChain:
         """The segments chained through IOBinding with feature maps as OrtValues on `device` ("cuda"; "cpu"
         runs the same path on the host), compacting with the row-gathering segments."""
-        if self._device_chain is None:
+        if device not in self._device_chains:
             k = self.manifest.num_exits
             segments = [self.session(s) for s in names.segments(k)]
             gathering = [self.session(names.rows_segment(j)) for j in range(2, k + 1)]
             outputs = [self.manifest.graphs[s].outputs for s in names.segments(k)]
-            self._device_chain = DeviceChain(OrtDeviceRunner(segments, gathering, outputs, device,
-                                                             int(self.provider_options.get("device_id", 0))))
-        return self._device_chain
+            self._device_chains[device] = DeviceChain(OrtDeviceRunner(segments, gathering, outputs, device,
+                                                                      int(self.provider_options.get("device_id", 0))))
+        return self._device_chains[device]
