@@ -227,6 +227,16 @@ class Manifest(Section):
         """What segment k reads, without the batch axis."""
         return tuple(self.input.shape) if k == 1 else tuple(self.exits[k - 2].feature_shape)
 
+    def input_shapes(self, graph: str) -> dict[str, tuple[int, ...]]:
+        """Each input of graph `graph` by name, without the batch axis: the image, or the feature map a
+        segment reads, and for a row-gathering segment `rows` too (no axis of its own: one index a row)."""
+        k = int(names.exit_of(graph) or 0)
+        if names.is_rows_segment(graph):
+            return {names.segment_input(k): self.segment_input_shape(k), names.ROWS: ()}
+        if names.is_segment(graph):
+            return {names.segment_input(k): self.segment_input_shape(k)}
+        return {names.IMAGE: tuple(self.input.shape)}
+
     def exit_costs(self) -> list[float]:
         """FLOPs of leaving at each exit (earlier heads included), as a fraction of the plain model."""
         full = self.exits[-1].flops

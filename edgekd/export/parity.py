@@ -31,14 +31,14 @@ def check_onnx(path: Path) -> None:
         raise EdgekdError(f"{path.name} failed onnx.checker: {str(err).splitlines()[0]}") from None
 
 
-def cpu_session(path: Path, *, optimize: bool = True) -> ort.InferenceSession:
-    """A CPU session for the graph at `path`; `optimize=False` runs every node as written (no fusion: a Q/DQ
+def cpu_session(path: Path | bytes, *, optimize: bool = True) -> ort.InferenceSession:
+    """A CPU session for the graph at `path` (or serialized); `optimize=False` runs every node as written (no fusion: a Q/DQ
     pair stays a rounding in float32 instead of becoming an integer kernel)."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(path if isinstance(path, bytes) else str(path), options, providers=["CPUExecutionProvider"])
 
 
 @torch.no_grad()
@@ -91,7 +91,7 @@ def check_row_gather(path: Path, input_shape: tuple[int, ...], seed: int = 1234)
     from edgekd.bundle.row_gather import with_row_gather
 
     plain = cpu_session(path)
-    gathering = ort.InferenceSession(with_row_gather(path).SerializeToString(), providers=["CPUExecutionProvider"])
+    gathering = cpu_session(with_row_gather(path).SerializeToString())
     source = plain.get_inputs()[0].name
     rng = np.random.default_rng(seed)
     for batch in ROW_GATHER_BATCHES:

@@ -21,8 +21,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import onnx
-
 from edgekd.bundle import names
 from edgekd.bundle.backends import OPT_BATCH
 from edgekd.bundle.manifest import FP16, FP32, Manifest, TensorRTEngines
@@ -51,9 +49,8 @@ def add(job: ExportJob) -> list[str]:
     for k in range(1, manifest.num_exits + 1):
         name = names.segment(k) if k == 1 else names.rows_segment(k)
         graph = manifest.graph_path(source, names.segment(k), precision)
-        model = onnx.load(str(graph)) if k == 1 else with_row_gather(graph)
-        plan = _build(trt, logger, model.SerializeToString(), name, _input_shapes(manifest, k), opts["max_batch"],
-                      timing_cache_path)
+        model = graph.read_bytes() if k == 1 else with_row_gather(graph).SerializeToString()
+        plan = _build(trt, logger, model, name, manifest.input_shapes(name), opts["max_batch"], timing_cache_path)
         (engine_dir / f"{name}.engine").write_bytes(plan)
         engines[name] = f"{ENGINE_DIR}/{name}.engine"
         job.log(f"{name}: engine built ({len(plan) / 1e6:.1f} MB, {precision.upper()}, strongly typed, batch 1..{opts['max_batch']})")
@@ -77,12 +74,6 @@ def engine_precision(manifest: Manifest, requested: str | None, log: Any) -> str
         raise EdgekdError(f"the bundle has no {requested} graphs to build {requested} engines from: export the run with {fix} "
                           f"(on the training machine), then build the engines from that bundle")
     return requested
-
-
-def _input_shapes(manifest: Manifest, k: int) -> dict[str, tuple[int, ...]]:
-    """The engine's inputs without the batch axis: the image or feature map, and `rows` after the first."""
-    shapes = {names.segment_input(k): manifest.segment_input_shape(k)}
-    return shapes if k == 1 else {**shapes, names.ROWS: ()}
 
 
 def _network_flags(trt: Any) -> int:

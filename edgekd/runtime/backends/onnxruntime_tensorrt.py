@@ -22,19 +22,9 @@ from edgekd.runtime.chain import Chain
 from edgekd.runtime.engine_cache import engine_cache
 
 
-def input_shapes(manifest: Manifest, graph: str) -> dict[str, tuple[int, ...]]:
-    """Each input of graph `graph` without its batch axis (`rows` has none: one index per kept row)."""
-    k = int(names.exit_of(graph) or 0)
-    if names.is_rows_segment(graph):
-        return {names.segment_input(k): manifest.segment_input_shape(k), names.ROWS: ()}
-    if names.is_segment(graph):
-        return {names.segment_input(k): manifest.segment_input_shape(k)}
-    return {names.IMAGE: tuple(manifest.input.shape)}
-
-
 def profile_options(manifest: Manifest, graph: str) -> dict[str, str]:
     """onnxruntime's trt_profile_{min,opt,max}_shapes for graph `graph`: batch 1, OPT_BATCH and MAX_BATCH."""
-    shapes = input_shapes(manifest, graph)
+    shapes = manifest.input_shapes(graph)
 
     def at(batch: int) -> str:
         return ",".join(f"{name}:" + "x".join(map(str, (batch, *shape))) for name, shape in shapes.items())
