@@ -3,7 +3,8 @@
 Runs of one recipe that differ only in their seed are one row, shown as mean +- std over seeds.
 Every number comes from each run's `results.json`: test top-1 per exit and of the ensemble, for
 the weights picked on validation (`best`) and for the last epoch (`last`), plus the student's params
-and FLOPs per exit. Reads no weights, so it needs neither torch nor the data.
+and FLOPs per exit, and the per-exit accuracy of the cached teachers in a runs folder's `teachers/`.
+Reads no weights, so it needs neither torch nor the data.
 """
 from __future__ import annotations
 
@@ -39,6 +40,11 @@ class RunGroup:
         return [r[which]["test"]["ensemble_logit_top1"] for r in self.runs if "ensemble_logit_top1" in r[which]["test"]]
 
 
+def find_teachers(paths: list[str]) -> list[Path]:
+    """Finished teacher trainings in the `teachers/` cache of every folder of runs given."""
+    return [p.parent for text in paths for p in sorted((Path(text) / "teachers").glob(f"*/{RESULTS}"))]
+
+
 def find_runs(paths: list[str]) -> list[Path]:
     """Run folders named directly, or every finished run inside a folder of runs (teachers excluded)."""
     found: list[Path] = []
@@ -62,13 +68,13 @@ def _seed(results: dict[str, Any]) -> int:
     return int(match.group(1)) if match else 0
 
 
-def group_runs(run_dirs: list[Path]) -> list[RunGroup]:
-    """Group runs by name without the seed suffix, keeping the order they were given in."""
+def group_runs(run_dirs: list[Path], *, by_folder: bool = False) -> list[RunGroup]:
+    """Group runs by name without the seed suffix (or by folder name), keeping the order they were given in."""
     groups: dict[str, RunGroup] = {}
     for run_dir in run_dirs:
         try:
             results = json.loads((run_dir / RESULTS).read_text())
-            label = SEED_SUFFIX.sub("", results["name"])
+            label = run_dir.name if by_folder else SEED_SUFFIX.sub("", results["name"])
             exits = results["exits"]
         except (json.JSONDecodeError, KeyError) as err:
             raise EdgekdError(f"{run_dir / RESULTS} is not an edgekd results file ({err})") from None
@@ -121,15 +127,16 @@ def cost_table(groups: list[RunGroup]) -> str:
     return markdown_table(header, rows)
 
 
-def _line_plot(path: Path, series: dict[str, tuple[list, list[float]]], xlabel: str, title: str) -> Path:
+def _line_plot(path: Path, series: dict[str, tuple[list, list[float], list[float]]], xlabel: str, title: str) -> Path:
+    """One line per run group, with error bars of one std over seeds where it ran with several."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, (xs, ys) in series.items():
-        ax.plot(xs, ys, marker="o", label=label)
+    for label, (xs, ys, stds) in series.items():
+        ax.errorbar(xs, ys, yerr=stds if any(stds) else None, marker="o", capsize=3, label=label)
     ax.set(xlabel=xlabel, ylabel="test top-1 (%)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -140,14 +147,17 @@ def _line_plot(path: Path, series: dict[str, tuple[list, list[float]]], xlabel: 
 
 
 def plot(groups: list[RunGroup], which: str, out_dir: Path) -> list[Path]:
-    """Per-exit accuracy by run, and accuracy against FLOPs per exit (PNG, matplotlib); means over seeds."""
-    means = {g.label: [statistics.mean(col) for col in zip(*g.accuracies(which))] for g in groups}
-    by_exit = {g.label: ([f"exit {k + 1}" for k in range(len(g.exits))] + ["ensemble"], means[g.label]) for g in groups}
-    by_flops = {g.label: ([e["flops"] / 1e6 for e in g.exits], means[g.label][:-1]) for g in groups}
+    """Per-exit accuracy by run, and accuracy against FLOPs per exit (PNG, matplotlib); mean ± std over seeds."""
+    columns = {g.label: list(zip(*g.accuracies(which))) for g in groups}
+    means = {label: [statistics.mean(col) for col in cols] for label, cols in columns.items()}
+    stds = {label: [statistics.stdev(col) if len(col) > 1 else 0.0 for col in cols] for label, cols in columns.items()}
+    by_exit = {g.label: ([f"exit {k + 1}" for k in range(len(g.exits))] + ["ensemble"], means[g.label], stds[g.label])
+               for g in groups}
+    by_flops = {g.label: ([e["flops"] / 1e6 for e in g.exits], means[g.label][:-1], stds[g.label][:-1]) for g in groups}
     return [
-        _line_plot(out_dir / "accuracy_per_exit.png", by_exit, "", f"Test top-1 per exit ({which} weights)"),
+        _line_plot(out_dir / "accuracy_per_exit.png", by_exit, "", f"Test top-1 per exit ({which} weights, ± 1 std over seeds)"),
         _line_plot(out_dir / "accuracy_vs_flops.png", by_flops, "MFLOPs per image (backbone up to the exit + its head)",
-                   f"Accuracy vs compute per exit ({which} weights)"),
+                   f"Accuracy vs compute per exit ({which} weights, ± 1 std over seeds)"),
     ]
 
 
@@ -161,6 +171,11 @@ def write_report(paths: list[str], out_dir: Path, *, plots: bool = True) -> str:
                 "## Best epoch (selected on validation)", "", accuracy_table(groups, "best"), "",
                 "## Last epoch", "", accuracy_table(groups, "last"), "",
                 "## Cost per exit (one image)", "", cost_table(groups), ""]
+    teachers = find_teachers(paths)
+    if teachers:
+        sections += ["## Teachers", "", "The cached teachers these runs learned from (`teachers/` in the runs folder): "
+                     "test top-1 per exit of the weights the students were given. `exit_heads` rows are exit heads "
+                     "trained on a frozen backbone.", "", accuracy_table(group_runs(teachers, by_folder=True), "best"), ""]
     out_dir.mkdir(parents=True, exist_ok=True)
     if plots:
         images = plot(groups, "best", out_dir)

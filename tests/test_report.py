@@ -23,7 +23,7 @@ def test_report_groups_seeds_and_writes_plots(tmp_path):
     _run(runs / "kd_r18", "kd_r18", "kd", [50.0, 60.0, 62.0, 61.0], [49.0, 59.0, 61.0, 60.0])
     _run(runs / "kd_r18-seed1", "kd_r18-seed1", "kd", [54.0, 64.0, 66.0, 63.0], [53.0, 63.0, 65.0, 62.0])
     _run(runs / "ce_r18", "ce_r18", "ce", [40.0, 50.0, 52.0], [39.0, 49.0, 51.0])  # recorded before the mean-logit ensemble
-    (runs / "teachers" / "resnet34-x").mkdir(parents=True)  # the teacher cache is not a run of the report
+    _run(runs / "teachers" / "resnet34-x", "teacher", "ce", [70.0, 80.0, 81.0], [69.0, 79.0, 80.0])  # not a run: its own table
     result = run_cli("report", str(runs), "--out", str(tmp_path / "rep"))
     assert result.returncode == 0, result.stderr
     text = (tmp_path / "rep" / "report.md").read_text()
@@ -36,6 +36,10 @@ def test_report_groups_seeds_and_writes_plots(tmp_path):
     ce_row = next(line for line in last_section.splitlines() if "ce_r18" in line)
     assert [c.strip() for c in ce_row.split("|")[1:-1]] == ["ce_r18", "ce", "0", "39.00", "49.00", "51.00", "-"]  # one seed: no ±
     assert "0.07M" in text and "41.0" in text  # params and early-exit-path FLOPs of exit 2
+    teachers = text.split("## Teachers")[1].split("## Plots")[0]
+    assert "teacher" not in text.split("## Teachers")[0].replace("teachers", "")  # no teacher row among the students
+    teacher_row = next(line for line in teachers.splitlines() if "resnet34-x" in line)
+    assert [c.strip() for c in teacher_row.split("|")[1:-1]][3:6] == ["70.00", "80.00", "81.00"]  # best weights, per exit
     for png in ("accuracy_per_exit.png", "accuracy_vs_flops.png"):
         assert (tmp_path / "rep" / png).read_bytes()[:4] == b"\x89PNG"
 
