@@ -170,26 +170,41 @@ def test_calibrate_auto_keeps_the_policy_whose_scores_best_predict_the_drop_even
             assert len(chosen.auroc) == 3 and known and all(0.0 <= a <= 1.0 for a in known)
             assert (chosen.running_ensemble, chosen.agreement) == (running_ensemble, agreement)
             auroc[name, options] = np.mean(known)
+    for running_ensemble in (False, True):
+        gated = calibrate_bundle(bundle, IMAGES, target_drop=1.0, gate=True, temperature=True,
+                                 running_ensemble=running_ensemble, log=lambda m: None)
+        assert len(gated.gate) == 3 and all(len(w) == 7 for w in gated.gate)
+        auroc["gate", running_ensemble] = np.mean([a for a in gated.auroc if a is not None])
     lines = []
     chosen = calibrate_bundle(bundle, IMAGES, target_drop=1.0, policy="auto", log=lines.append)
     assert np.mean([a for a in chosen.auroc if a is not None]) == pytest.approx(max(auroc.values()), abs=1e-4)
-    assert len(lines) == 26  # a header, one line per candidate (3 policies x 8 option sets), then the choice
+    assert len(lines) == 28  # a header, one line per candidate (3 policies x 8 option sets, 2 gates), then the choice
     assert "drop-event AUROC" in lines[0] and any("running ensemble, agreement" in line for line in lines)
     written = json.loads((bundle / "manifest.json").read_text())["policy"]
     assert (written["running_ensemble"], written["agreement"]) == (chosen.running_ensemble, chosen.agreement)
+    assert len(written["gate"]) == len(chosen.gate)
     with pytest.raises(EdgekdError, match="unknown exit policy"):
         calibrate_bundle(bundle, IMAGES, target_drop=1.0, policy="maxprob")
 
 
-def test_running_ensemble_and_agreement_route_alike_in_batches_alone_and_in_evaluation(model, test_images):
+GATE = [np.array([2.0, 1.0, 1.0, 2.0, 1.0, 1.0, -1.5])] * 3  # weights over the gate's 6 features, then the bias
+
+
+@pytest.mark.parametrize("look_back", ["ensemble and agreement", "gate"])
+def test_looking_back_routes_alike_in_batches_alone_and_in_evaluation(model, test_images, look_back):
     """The early-exit loop carries each sample's ensemble and last label through compaction: its exits and
     labels are those of the same walk over every exit (what calibrate and bench score)."""
     images, labels = test_images
     logits = exit_logits(model, images)
     looking_back = EarlyExitModel(BUNDLE)
-    looking_back.running_ensemble = looking_back.agreement = True
+    looking_back.running_ensemble = True
+    if look_back == "gate":
+        looking_back.gate = GATE
+    else:
+        looking_back.agreement = True
     scored = score_exits(looking_back, logits, labels)
-    thresholds = np.array([0.45, 0.4, 0.3])
+    # the gate's scores sit elsewhere: thresholds at each exit's 70th percentile send about 30% out there
+    thresholds = np.array([0.45, 0.4, 0.3]) if look_back != "gate" else np.quantile(scored.scores[:3], 0.7, axis=1)
     expected = assign_exits(scored.scores, thresholds)
     batch = looking_back.predict(images, mode="early", thresholds=thresholds)
     assert len(set(batch.exits.tolist())) > 1
@@ -203,6 +218,23 @@ def test_running_ensemble_and_agreement_route_alike_in_batches_alone_and_in_eval
     # the final exit answers alone, so a sample that reaches it gets the plain model's label
     last = batch.exits == 4
     np.testing.assert_array_equal(batch.labels[last], logits[3][last].argmax(1))
+
+
+def test_calibrate_gate_cli_and_a_gate_this_runtime_cannot_read(bundle):
+    result = run_cli("calibrate", str(bundle), "--data", str(IMAGES), "--target-drop", "2", "--gate", "--temperature")
+    assert result.returncode == 0, result.stderr
+    assert "learned gate with per-exit temperatures: thresholds" in result.stdout
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert len(manifest["policy"]["gate"]) == 3
+    gated = EarlyExitModel(bundle)
+    assert gated.predict(np.zeros((2, *gated.manifest.input.shape), np.float32), mode="early").labels.shape == (2,)
+    for flags, message in ((["--policy", "auto"], "--policy auto tries already"), (["--agreement"], "drop --agreement")):
+        refused = run_cli("calibrate", str(bundle), "--data", str(IMAGES), "--target-drop", "2", "--gate", *flags)
+        assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr
+    manifest["policy"]["gate"] = [[1.0, 2.0]] * 3  # as from an edgekd with other gate features
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BadInput, match="calibrate .* --gate"):
+        EarlyExitModel(bundle, verify=False)
 
 
 def _answers(model, logits):

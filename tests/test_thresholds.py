@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from edgekd.runtime.policies import POLICIES, ExitTrail, fit_temperature, log_softmax, softmax
+from edgekd.runtime.policies import POLICIES, fit_temperature, log_softmax, softmax
+from edgekd.runtime.trail import ExitTrail
 from edgekd.runtime.thresholds import (NEVER, assign_exits, binomial_se, calibrate, candidates, drop_se, oracle, oracle_cost_at, outcome,
                                       sweep_one)
 

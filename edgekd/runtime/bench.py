@@ -114,7 +114,7 @@ def _calibrated(model: EarlyExitModel, images: np.ndarray, scored: ExitScores, c
     predicted_speedup = 1.0 / result.cost
     return {
         "thresholds": thresholds.tolist(), "policy": model.policy_name, "running_ensemble": model.running_ensemble,
-        "agreement": model.agreement, "accuracy": round(result.accuracy, 3),
+        "agreement": model.agreement, "gate": bool(model.gate), "accuracy": round(result.accuracy, 3),
         "accuracy_drop": round(full_accuracy - result.accuracy, 3), "flops_fraction": round(result.cost, 4),
         "exit_counts": list(result.exit_counts), "passes": passes,
         "latency_ms_batch1": round(1e3 * measured, 4), "full_latency_ms_batch1": round(1e3 * full_latency, 4),

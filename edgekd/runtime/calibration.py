@@ -22,11 +22,13 @@ from edgekd.bundle import read_manifest, write_manifest
 from edgekd.bundle.manifest import FP32, Policy
 from edgekd.errors import BadInput
 from edgekd.runtime.certify import Certified, certify_in_sequence, check_confidence, frontier, images_needed, signed_drops, split_halves
-from edgekd.runtime.evaluation import exit_logits, load_split, score_exits
+from edgekd.runtime.evaluation import ExitScores, exit_logits, load_split, score_exits
 from edgekd.runtime.model import EarlyExitModel
+from edgekd.runtime.gate import fit_gate
 from edgekd.runtime.policies import POLICIES, fit_temperature
 from edgekd.runtime.score_quality import drop_event_auroc
 from edgekd.runtime.thresholds import Outcome, assign_exits, binomial_se, calibrate
+from edgekd.runtime.trail import ExitTrail
 
 Log = Callable[[str], None]
 
@@ -38,21 +40,26 @@ class Choice(NamedTuple):
     temperature: bool = False
     running_ensemble: bool = False
     agreement: bool = False
+    gate: bool = False
 
     @property
     def description(self) -> str:
         """The policy's name and options, as the log says them."""
+        if self.gate:
+            return "learned gate" + (" on the running ensemble" if self.running_ensemble else "") + \
+                (" with per-exit temperatures" if self.temperature else "")
         options = [label for label, on in (("per-exit temperatures", self.temperature), ("running ensemble", self.running_ensemble),
                                            ("agreement", self.agreement)) if on]
         return self.policy + (f" with {', '.join(options)}" if options else "")
 
 
 class Scored(NamedTuple):
-    """One choice's view of the validation images: its temperatures, every exit's scores and correctness
-    (K, N) on all of them, and each early exit's drop-event AUROC on the images it was fitted on."""
+    """One choice's view of the validation images: its temperatures (and gate), every exit's scores and
+    correctness (K, N) on all of them, and each early exit's drop-event AUROC on the images it was fitted on."""
 
     choice: Choice
     temperatures: list[float]
+    gate: list[np.ndarray]
     scores: np.ndarray
     correct: np.ndarray
     auroc: list[float]
@@ -63,21 +70,51 @@ class Scored(NamedTuple):
         return float(np.mean(known)) if known else 0.5
 
 
+def _fit_gate(logits: list[np.ndarray], labels: np.ndarray, choice: Choice, temperatures: list[float],
+              fit: np.ndarray) -> list[np.ndarray]:
+    """Each early exit's gate, fitted on the `fit` rows to predict that leaving there causes no drop event."""
+    trail = ExitTrail(POLICIES.get(choice.policy), temperatures, choice.running_ensemble)
+    final_right = logits[-1].argmax(1) == labels
+    weights = []
+    for k, z in enumerate(logits[:-1]):
+        probs, features = trail.look(z, k)
+        safe = (probs.argmax(1) == labels) | ~final_right
+        weights.append(fit_gate(features[fit], safe[fit]))
+    return weights
+
+
 def _score(model: EarlyExitModel, logits: list[np.ndarray], labels: np.ndarray, choice: Choice, temperatures: list[float],
            fit: np.ndarray) -> Scored:
-    """Scores of one policy with its options, each early exit's drop-event AUROC taken on the `fit` rows."""
-    model.temperatures, model.running_ensemble, model.agreement = temperatures, choice.running_ensemble, choice.agreement
-    scored = score_exits(model, logits, labels, choice.policy)
-    return Scored(choice, temperatures, scored.scores, scored.correct, drop_event_auroc(scored.scores[:, fit], scored.correct[:, fit]))
+    """Scores of one policy with its options (a gate fitted on the `fit` rows), and each early exit's drop-event
+    AUROC on the `fit` rows: a gate's out of fold (fitted on one half of them, scored on the other, both ways),
+    since its weights would flatter it on their own images."""
+    def walk(gate: list[np.ndarray]) -> ExitScores:
+        model.policy_name, model.temperatures, model.gate = choice.policy, temperatures, gate
+        model.running_ensemble, model.agreement = choice.running_ensemble, choice.agreement
+        return score_exits(model, logits, labels)
+
+    if not choice.gate:
+        scored = walk([])
+        return Scored(choice, temperatures, [], scored.scores, scored.correct,
+                      drop_event_auroc(scored.scores[:, fit], scored.correct[:, fit]))
+    folds = [fit[half] for half in split_halves(labels[fit])]
+    held_out = [walk(_fit_gate(logits, labels, choice, temperatures, folds[1 - i])) for i in range(2)]
+    scores = np.concatenate([held.scores[:, rows] for held, rows in zip(held_out, folds)], axis=1)
+    correct = np.concatenate([held.correct[:, rows] for held, rows in zip(held_out, folds)], axis=1)
+    gate = _fit_gate(logits, labels, choice, temperatures, fit)
+    scored = walk(gate)
+    return Scored(choice, temperatures, gate, scored.scores, scored.correct, drop_event_auroc(scores, correct))
 
 
 def _choose_policy(model: EarlyExitModel, logits: list[np.ndarray], labels: np.ndarray, asked: Choice, fit: np.ndarray,
                    log: Log) -> Scored:
     """The policy asked for, or with `auto` the one (each policy with and without temperatures, running ensemble
-    and agreement) whose scores best predict the drop event on the `fit` rows: the highest mean drop-event
-    AUROC over the early exits. Temperatures are fitted on the `fit` rows."""
+    and agreement, and the learned gate with and without the running ensemble) whose scores best predict the
+    drop event on the `fit` rows: the highest mean drop-event AUROC over the early exits. Temperatures and the
+    gate are fitted on the `fit` rows (the gate's AUROC is out of fold, see `_score`)."""
     if asked.policy == "auto":
         options = [Choice(name, t, e, a) for name in POLICIES.names() for t in (False, True) for e in (False, True) for a in (False, True)]
+        options += [Choice("max_prob", True, e, gate=True) for e in (False, True)]
     else:
         options = [asked]
     fitted = {t: [fit_temperature(z[fit], labels[fit]) for z in logits] if t else [1.0] * model.num_exits
@@ -93,7 +130,7 @@ def _choose_policy(model: EarlyExitModel, logits: list[np.ndarray], labels: np.n
 def _policy_record(chosen: Scored, result: Outcome, images: int, final: float, **fields: Any) -> Policy:
     """The manifest's record of the chosen policy and its outcome on `images` images (final exit: `final`%)."""
     return Policy(name=chosen.choice.policy, temperatures=chosen.temperatures, running_ensemble=chosen.choice.running_ensemble,
-                  agreement=chosen.choice.agreement, val_images=images, val_accuracy=round(result.accuracy, 3),
+                  agreement=chosen.choice.agreement, gate=[[float(v) for v in w] for w in chosen.gate], val_images=images, val_accuracy=round(result.accuracy, 3),
                   val_final_exit_accuracy=round(final, 3), val_mean_cost=round(result.cost, 4),
                   val_exit_counts=list(result.exit_counts), binomial_se=round(binomial_se(result.accuracy, images), 3),
                   drop_se=round(result.drop_se, 3), auroc=[None if np.isnan(a) else round(a, 4) for a in chosen.auroc],
@@ -116,11 +153,12 @@ def _refusal(certified: Certified, chosen: Scored, search: np.ndarray, certify_i
 
 def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, target_drop: float | None = None, budget: float | None = None,
                      policy: str = "max_prob", temperature: bool = False, running_ensemble: bool = False, agreement: bool = False,
-                     margin: float = 0.0, confidence: float | None = None, seed: int = 0, precision: str | None = None,
+                     gate: bool = False, margin: float = 0.0, confidence: float | None = None, seed: int = 0, precision: str | None = None,
                      log: Log = print) -> Policy:
     """Choose thresholds on validation images and write them (and the policy) into the bundle's manifest.
     `policy='auto'` tries every registered policy with and without per-exit temperatures, running ensemble and
-    agreement (runtime.policies), and keeps the one whose scores best predict the drop event (AUROC). With `confidence` (and `target_drop`), the search and
+    agreement (runtime.trail), and the learned gate (runtime.gate), and keeps the one whose scores best predict
+    the drop event (AUROC). `gate=True` scores the early exits with the gate, fitted where the thresholds are searched. With `confidence` (and `target_drop`), the search and
     the certification use the two halves of the validation images (`seed` draws them); a target that the
     certify half cannot support is refused, with the number of images that would do, and nothing is written.
     `precision` (fp16, int8, ...) calibrates on those graphs' own scores and stores the result with them; the
@@ -129,7 +167,11 @@ def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, targ
         POLICIES.get(policy)  # an unknown name is refused before any image is read
     objective = "target_drop" if target_drop is not None else "budget"
     check_confidence(confidence, objective)  # a bad level is refused before any image is read
-    asked = Choice(policy, temperature, running_ensemble, agreement)
+    if gate and policy == "auto":
+        raise BadInput("--gate is one of the candidates --policy auto tries already; give one or the other")
+    if gate and agreement:
+        raise BadInput("the gate weighs agreement with the previous exit itself; drop --agreement")
+    asked = Choice(policy, temperature, running_ensemble, agreement, gate)
     model = EarlyExitModel(bundle, precision=precision)
     images, labels = load_split(model, data, "val")
     logits = exit_logits(model, images)

@@ -21,9 +21,11 @@ from edgekd.bundle import Manifest, names, read_manifest
 from edgekd.errors import BadInput
 from edgekd.runtime.backends import Backend, open_backend
 from edgekd.runtime.chain import Chain, HostCopies, SegmentChain
+from edgekd.runtime.gate import GATE_FEATURES
 from edgekd.runtime.images import to_batch
-from edgekd.runtime.policies import ExitTrail, softmax
+from edgekd.runtime.policies import softmax
 from edgekd.runtime.policies import policy as get_policy
+from edgekd.runtime.trail import ExitTrail
 
 MODES = ("auto", "early", "exit", "all")
 
@@ -54,6 +56,14 @@ class Prediction:
     def to_records(self) -> list[dict[str, Any]]:
         return [{"label": int(l), "class": n, "confidence": round(float(c), 6), "exit": int(e)}
                 for l, n, c, e in zip(self.labels, self.class_names, self.confidences, self.exits)]
+
+
+def _gate_weights(gate: list[list[float]], num_exits: int, bundle: Path) -> list[np.ndarray]:
+    """The manifest's gate as arrays, checked against the features this runtime computes."""
+    if gate and (len(gate) != num_exits - 1 or any(len(w) != len(GATE_FEATURES) + 1 for w in gate)):
+        raise BadInput(f"{bundle}'s exit gate does not fit this edgekd ({len(GATE_FEATURES)} features per early exit); "
+                       f"run `edgekd calibrate {bundle} --gate ...` again")
+    return [np.asarray(w, np.float64) for w in gate]
 
 
 def _gather(groups: list[tuple[Any, int, np.ndarray, np.ndarray]], n: int) -> tuple[np.ndarray, ...]:
@@ -95,6 +105,7 @@ class EarlyExitModel:
         self.temperatures: list[float] = list(policy.temperatures) if policy else [1.0] * self.num_exits
         self.running_ensemble: bool = bool(policy and policy.running_ensemble)
         self.agreement: bool = bool(policy and policy.agreement)
+        self.gate: list[np.ndarray] = _gate_weights(policy.gate, self.num_exits, self.bundle) if policy else []
 
     @classmethod
     def load(cls, bundle: str | Path, **kwargs: Any) -> "EarlyExitModel":
@@ -124,8 +135,10 @@ class EarlyExitModel:
         return probs, get_policy(policy or self.policy_name)(probs)
 
     def trail(self, policy: str | None = None) -> ExitTrail:
-        """A fresh walk down the exits with this model's policy, temperatures and look-back options."""
-        return ExitTrail(get_policy(policy or self.policy_name), self.temperatures, self.running_ensemble, self.agreement)
+        """A fresh walk down the exits with this model's policy, temperatures and look-back options. The gate
+        belongs to the calibrated policy: naming another `policy` scores with that policy alone."""
+        gate = self.gate if policy in (None, self.policy_name) else []
+        return ExitTrail(get_policy(policy or self.policy_name), self.temperatures, self.running_ensemble, self.agreement, gate)
 
     def predict(self, inputs: Any, *, mode: str = "auto", exit: int | None = None, thresholds: Sequence[float] | None = None,
                 policy: str | None = None) -> Prediction:

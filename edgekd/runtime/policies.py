@@ -6,17 +6,12 @@ probabilities (optionally temperature-scaled per exit) to a score:
 - `entropy`:  1 - H(p) / log(C), so a one-hot prediction scores 1 and a uniform one 0;
 - `margin`:   top-1 minus top-2 probability.
 
-Two options look back along the chain (`ExitTrail`), for the early exits only; the final exit always
-answers alone, so the drop is measured against the plain model:
-- `running_ensemble`: exit k answers with the geometric ensemble of exits 1..k (the normalized
-  product of their temperature-scaled probabilities), and is scored on it;
-- `agreement`: exit k's score is 0 where its top-1 class differs from exit k-1's, so a sample
-  leaves only where two exits in a row agree (exit 1 is scored as it is).
+Options that look back along the chain (the running ensemble, agreement, a learned gate) are in
+`runtime.trail`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -63,44 +58,6 @@ def margin(probs: np.ndarray) -> np.ndarray:
 
 def policy(name: str) -> Callable[[np.ndarray], np.ndarray]:
     return POLICIES.get(name)
-
-
-@dataclass
-class ExitTrail:
-    """One batch's walk down the exits: what exit k answers and how sure it is, given what the exits
-    before it said about the rows still running. `keep` drops the rows that left (compaction)."""
-
-    score: Callable[[np.ndarray], np.ndarray]
-    temperatures: Sequence[float]
-    running_ensemble: bool = False
-    agreement: bool = False
-    log_sum: Optional[np.ndarray] = field(default=None, repr=False)  # sum of exits 1..k's log-probabilities
-    previous: Optional[np.ndarray] = field(default=None, repr=False)  # exit k's own top-1 classes
-
-    def step(self, logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(probabilities, scores) of exit `k` (0-based) for the rows still running."""
-        final = k == len(self.temperatures) - 1
-        if self.running_ensemble and not final:
-            log_p = log_softmax(logits, self.temperatures[k])
-            self.log_sum = log_p if self.log_sum is None else self.log_sum + log_p
-            own_labels = log_p.argmax(1)
-            probs = softmax(self.log_sum, float(k + 1))  # the normalized geometric mean of exits 1..k
-        else:
-            probs = softmax(logits, self.temperatures[k])
-            own_labels = probs.argmax(1)
-        scores = self.score(probs)
-        if self.agreement:
-            if self.previous is not None:
-                scores = np.where(own_labels == self.previous, scores, 0.0).astype(scores.dtype)
-            self.previous = own_labels
-        return probs, scores
-
-    def keep(self, rows: np.ndarray) -> None:
-        """Keep only `rows` (a boolean mask or indices) of what the trail carries."""
-        if self.log_sum is not None:
-            self.log_sum = self.log_sum[rows]
-        if self.previous is not None:
-            self.previous = self.previous[rows]
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
