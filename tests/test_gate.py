@@ -12,10 +12,11 @@ from edgekd.runtime.trail import ExitTrail
 def test_features_by_hand():
     own = np.array([[0.7, 0.2, 0.1], [0.4, 0.4, 0.2]])
     ensemble = np.array([[0.5, 0.3, 0.2], [0.1, 0.8, 0.1]])
-    features = gate_features(own, ensemble, np.array([True, False]))
+    features = gate_features(own, np.log(own), ensemble, np.array([True, False]))
     assert features.shape == (2, len(GATE_FEATURES))
     np.testing.assert_allclose(features[:, 0], [0.7, 0.4])  # max_prob
     np.testing.assert_allclose(features[:, 1], [0.5, 0.0], atol=1e-12)  # margin
+    np.testing.assert_allclose(features[:, 2], POLICIES.get("entropy")(own), rtol=1e-12)  # 1 - H(p) / log C
     np.testing.assert_allclose(features[:, 3:], [[0.5, 0.2, 1.0], [0.8, 0.7, 0.0]])  # the ensemble's, then agreement
 
 

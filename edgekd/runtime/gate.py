@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgekd.runtime.policies import margin, max_prob, normalized_entropy
-
 GATE_FEATURES = ("max_prob", "margin", "entropy", "ensemble_max_prob", "ensemble_margin", "agrees_with_previous")
 
 
-def gate_features(own: np.ndarray, ensemble: np.ndarray, agrees: np.ndarray) -> np.ndarray:
-    """(N, len(GATE_FEATURES)): exit k's own probabilities' scores, the running ensemble's, and agreement (0/1)."""
-    return np.stack([max_prob(own), margin(own), normalized_entropy(own), max_prob(ensemble), margin(ensemble),
-                     agrees.astype(own.dtype)], axis=1)
+def gate_features(own: np.ndarray, log_own: np.ndarray, ensemble: np.ndarray, agrees: np.ndarray) -> np.ndarray:
+    """(N, len(GATE_FEATURES)): exit k's own probabilities' max-prob, margin and entropy score (from their logs,
+    `log_own`), the running ensemble's max-prob and margin, and agreement (0/1)."""
+    features = np.empty((len(own), len(GATE_FEATURES)), own.dtype)
+    for column, probs in ((0, own), (3, ensemble)):
+        top2 = np.partition(probs, -2, axis=1)[:, -2:]
+        features[:, column] = top2[:, 1]
+        features[:, column + 1] = top2[:, 1] - top2[:, 0]
+    features[:, 2] = 1.0 + (own * log_own).sum(axis=1) / np.log(own.shape[1])  # 1 - H(p) / log C
+    features[:, 5] = agrees
+    return features
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -44,7 +44,7 @@ class ExitTrail:
         own_labels = own.argmax(1)
         agrees = np.ones(len(own), bool) if self.previous is None else own_labels == self.previous
         self.previous = own_labels
-        return (ensemble if self.running_ensemble else own), gate_features(own, ensemble, agrees)
+        return (ensemble if self.running_ensemble else own), gate_features(own, log_p, ensemble, agrees)
 
     def step(self, logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities, scores) of exit `k` (0-based) for the rows still running."""
