@@ -68,15 +68,22 @@ def _seed(results: dict[str, Any]) -> int:
     return int(match.group(1)) if match else 0
 
 
-def group_runs(run_dirs: list[Path], *, by_folder: bool = False) -> list[RunGroup]:
-    """Group runs by name without the seed suffix (or by folder name), keeping the order they were given in."""
+def _read_results(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / RESULTS).read_text())
+    except json.JSONDecodeError as err:
+        raise EdgekdError(f"{run_dir / RESULTS} is not an edgekd results file ({err})") from None
+
+
+def group_runs(run_dirs: list[Path]) -> list[RunGroup]:
+    """Group runs by name without the seed suffix, keeping the order they were given in."""
     groups: dict[str, RunGroup] = {}
     for run_dir in run_dirs:
+        results = _read_results(run_dir)
         try:
-            results = json.loads((run_dir / RESULTS).read_text())
-            label = run_dir.name if by_folder else SEED_SUFFIX.sub("", results["name"])
+            label = SEED_SUFFIX.sub("", results["name"])
             exits = results["exits"]
-        except (json.JSONDecodeError, KeyError) as err:
+        except KeyError as err:
             raise EdgekdError(f"{run_dir / RESULTS} is not an edgekd results file ({err})") from None
         group = groups.setdefault(label, RunGroup(label, exits))
         if [e["flops"] for e in group.exits] != [e["flops"] for e in exits]:
@@ -109,6 +116,23 @@ def accuracy_table(groups: list[RunGroup], which: str) -> str:
         method = g.runs[0].get("method", "-")
         rows.append([g.label, method, ",".join(map(str, sorted(g.seeds))), *cells, _mean_std([acc[-1] for acc in per_run]),
                      _mean_std(g.logit_ensembles(which))])
+    return markdown_table(header, rows)
+
+
+def teacher_table(teacher_dirs: list[Path]) -> str:
+    """One row per cached teacher: its folder, how it was trained, and the test top-1 of each exit (first to final)
+    for the weights the students were given (the best on validation)."""
+    header = ["teacher", "trained with", "exits", "test top-1 per exit (first to final)", "final exit"]
+    rows = []
+    for folder in teacher_dirs:
+        results = _read_results(folder)
+        try:
+            top1 = results["best"]["test"]["top1"]
+            method = results["method"]
+        except KeyError as err:
+            raise EdgekdError(f"{folder / RESULTS} is not an edgekd results file (no {err})") from None
+        trained = "exit heads on its frozen backbone" if method == "exit_heads" else method
+        rows.append([folder.name, trained, str(len(top1)), " / ".join(f"{a:.2f}" for a in top1), f"{top1[-1]:.2f}"])
     return markdown_table(header, rows)
 
 
@@ -173,9 +197,8 @@ def write_report(paths: list[str], out_dir: Path, *, plots: bool = True) -> str:
                 "## Cost per exit (one image)", "", cost_table(groups), ""]
     teachers = find_teachers(paths)
     if teachers:
-        sections += ["## Teachers", "", "The cached teachers these runs learned from (`teachers/` in the runs folder): "
-                     "test top-1 per exit of the weights the students were given. `exit_heads` rows are exit heads "
-                     "trained on a frozen backbone.", "", accuracy_table(group_runs(teachers, by_folder=True), "best"), ""]
+        sections += ["## Teachers", "", "The cached teachers these runs learned from (`teachers/` in the runs folder), "
+                     "for the weights the students were given.", "", teacher_table(teachers), ""]
     out_dir.mkdir(parents=True, exist_ok=True)
     if plots:
         images = plot(groups, "best", out_dir)
