@@ -113,7 +113,7 @@ class Policy(Section):
 
     name: str
     temperatures: list[float]
-    running_ensemble: bool = False  # early exits answer with the geometric ensemble of the exits so far (runtime.policies)
+    running_ensemble: bool = False  # early exits answer with the geometric ensemble of the exits so far (runtime.trail)
     agreement: bool = False  # an early exit's score is 0 where its top-1 class differs from the previous exit's
     # a learned gate (runtime.gate) scores the early exits: per early exit, its weights over GATE_FEATURES, then the bias
     gate: list[list[float]] = Field(default_factory=list)

@@ -23,8 +23,8 @@ from edgekd.bundle.manifest import FP32, Policy
 from edgekd.errors import BadInput
 from edgekd.runtime.certify import Certified, certify_in_sequence, check_confidence, frontier, images_needed, signed_drops, split_halves
 from edgekd.runtime.evaluation import ExitScores, exit_logits, load_split, score_exits
-from edgekd.runtime.model import EarlyExitModel
 from edgekd.runtime.gate import fit_gate
+from edgekd.runtime.model import EarlyExitModel
 from edgekd.runtime.policies import POLICIES, fit_temperature
 from edgekd.runtime.score_quality import drop_event_auroc
 from edgekd.runtime.thresholds import Outcome, assign_exits, binomial_se, calibrate
@@ -55,7 +55,8 @@ class Choice(NamedTuple):
 
 class Scored(NamedTuple):
     """One choice's view of the validation images: its temperatures (and gate), every exit's scores and
-    correctness (K, N) on all of them, and each early exit's drop-event AUROC on the images it was fitted on."""
+    correctness (K, N) on all of them, and each early exit's drop-event AUROC on the images it was fitted on
+    (a gate's out of fold, see `_score`)."""
 
     choice: Choice
     temperatures: list[float]
@@ -70,17 +71,16 @@ class Scored(NamedTuple):
         return float(np.mean(known)) if known else 0.5
 
 
-def _fit_gate(logits: list[np.ndarray], labels: np.ndarray, choice: Choice, temperatures: list[float],
-              fit: np.ndarray) -> list[np.ndarray]:
-    """Each early exit's gate, fitted on the `fit` rows to predict that leaving there causes no drop event."""
+def _gate_examples(logits: list[np.ndarray], labels: np.ndarray, choice: Choice,
+                   temperatures: list[float]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per early exit, every image's gate features and whether leaving there causes no drop event."""
     trail = ExitTrail(POLICIES.get(choice.policy), temperatures, choice.running_ensemble)
     final_right = logits[-1].argmax(1) == labels
-    weights = []
+    examples = []
     for k, z in enumerate(logits[:-1]):
         probs, features = trail.look(z, k)
-        safe = (probs.argmax(1) == labels) | ~final_right
-        weights.append(fit_gate(features[fit], safe[fit]))
-    return weights
+        examples.append((features, (probs.argmax(1) == labels) | ~final_right))
+    return examples
 
 
 def _score(model: EarlyExitModel, logits: list[np.ndarray], labels: np.ndarray, choice: Choice, temperatures: list[float],
@@ -97,11 +97,16 @@ def _score(model: EarlyExitModel, logits: list[np.ndarray], labels: np.ndarray, 
         scored = walk([])
         return Scored(choice, temperatures, [], scored.scores, scored.correct,
                       drop_event_auroc(scored.scores[:, fit], scored.correct[:, fit]))
+    examples = _gate_examples(logits, labels, choice, temperatures)
+
+    def fitted_on(rows: np.ndarray) -> list[np.ndarray]:
+        return [fit_gate(features[rows], safe[rows]) for features, safe in examples]
+
     folds = [fit[half] for half in split_halves(labels[fit])]
-    held_out = [walk(_fit_gate(logits, labels, choice, temperatures, folds[1 - i])) for i in range(2)]
+    held_out = [walk(fitted_on(folds[1 - i])) for i in range(2)]
     scores = np.concatenate([held.scores[:, rows] for held, rows in zip(held_out, folds)], axis=1)
     correct = np.concatenate([held.correct[:, rows] for held, rows in zip(held_out, folds)], axis=1)
-    gate = _fit_gate(logits, labels, choice, temperatures, fit)
+    gate = fitted_on(fit)
     scored = walk(gate)
     return Scored(choice, temperatures, gate, scored.scores, scored.correct, drop_event_auroc(scores, correct))
 
@@ -130,7 +135,8 @@ def _choose_policy(model: EarlyExitModel, logits: list[np.ndarray], labels: np.n
 def _policy_record(chosen: Scored, result: Outcome, images: int, final: float, **fields: Any) -> Policy:
     """The manifest's record of the chosen policy and its outcome on `images` images (final exit: `final`%)."""
     return Policy(name=chosen.choice.policy, temperatures=chosen.temperatures, running_ensemble=chosen.choice.running_ensemble,
-                  agreement=chosen.choice.agreement, gate=[[float(v) for v in w] for w in chosen.gate], val_images=images, val_accuracy=round(result.accuracy, 3),
+                  agreement=chosen.choice.agreement, gate=[[float(v) for v in w] for w in chosen.gate],
+                  val_images=images, val_accuracy=round(result.accuracy, 3),
                   val_final_exit_accuracy=round(final, 3), val_mean_cost=round(result.cost, 4),
                   val_exit_counts=list(result.exit_counts), binomial_se=round(binomial_se(result.accuracy, images), 3),
                   drop_se=round(result.drop_se, 3), auroc=[None if np.isnan(a) else round(a, 4) for a in chosen.auroc],
@@ -153,12 +159,14 @@ def _refusal(certified: Certified, chosen: Scored, search: np.ndarray, certify_i
 
 def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, target_drop: float | None = None, budget: float | None = None,
                      policy: str = "max_prob", temperature: bool = False, running_ensemble: bool = False, agreement: bool = False,
-                     gate: bool = False, margin: float = 0.0, confidence: float | None = None, seed: int = 0, precision: str | None = None,
+                     gate: bool = False, margin: float = 0.0, confidence: float | None = None, seed: int = 0,
+                     precision: str | None = None,
                      log: Log = print) -> Policy:
     """Choose thresholds on validation images and write them (and the policy) into the bundle's manifest.
     `policy='auto'` tries every registered policy with and without per-exit temperatures, running ensemble and
     agreement (runtime.trail), and the learned gate (runtime.gate), and keeps the one whose scores best predict
-    the drop event (AUROC). `gate=True` scores the early exits with the gate, fitted where the thresholds are searched. With `confidence` (and `target_drop`), the search and
+    the drop event (AUROC). `gate=True` scores the early exits with the gate, fitted where the thresholds are
+    searched. With `confidence` (and `target_drop`), the search and
     the certification use the two halves of the validation images (`seed` draws them); a target that the
     certify half cannot support is refused, with the number of images that would do, and nothing is written.
     `precision` (fp16, int8, ...) calibrates on those graphs' own scores and stores the result with them; the
