@@ -54,6 +54,9 @@ class DataConfig(Section):
     workers: int = Field(2, ge=0)
 
 
+INIT_FROM_TEACHER = "teacher"  # student.init: weights selected from teacher 1 (edgekd.models.weight_selection)
+
+
 class ModelConfig(Section):
     """A multi-exit network: an edgekd backbone (`resnet18`) or a timm / torchvision classifier
     (`timm/convnext_atto`, `torchvision/resnet50`) with its pretrained weights (edgekd.models.sources)."""
@@ -64,7 +67,8 @@ class ModelConfig(Section):
     width: float = Field(1.0, gt=0)
     pretrained: bool = Field(False, description="timm/torchvision only: the library's default pretrained weights, downloaded by the library")
     weights: Optional[str] = Field(None, description="timm/torchvision only: a state_dict file (.safetensors, .pth, .pt) or torchvision weights name (IMAGENET1K_V2)")
-    init: Optional[str] = Field(None, description="edgekd checkpoint whose stages and final classifier initialise this model")
+    init: Optional[str] = Field(None, description="edgekd checkpoint whose stages and final classifier initialise this model; "
+                                "for the student also `teacher`: the first blocks and channels of teacher 1 (weight selection)")
 
     @model_validator(mode="after")
     def _one_weight_source(self) -> "ModelConfig":
@@ -181,6 +185,15 @@ class RecipeConfig(Section):
     method: MethodConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
     export: Optional[ExportConfig] = None
+
+    @model_validator(mode="after")
+    def _teacher_init_has_a_teacher(self) -> "RecipeConfig":
+        if self.student.init == INIT_FROM_TEACHER and not self.teachers:
+            raise ValueError("student.init: teacher needs a teacher; add one under teachers: or give init a checkpoint file")
+        for i, teacher in enumerate(self.teachers):
+            if teacher.model.init == INIT_FROM_TEACHER:
+                raise ValueError(f"teachers[{i}].model.init: teacher is for the student only; give the teacher a checkpoint file")
+        return self
 
     @property
     def run_name(self) -> str:

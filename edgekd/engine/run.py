@@ -12,7 +12,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from edgekd.config import DataConfig, MethodConfig, ModelConfig, RecipeConfig, dump_config
+from edgekd.config import INIT_FROM_TEACHER, DataConfig, MethodConfig, ModelConfig, RecipeConfig, dump_config
 from edgekd.data import DataSplits, build_data
 from edgekd.engine.distributed import DistInfo, EpochSampler, barrier
 from edgekd.engine.evaluate import evaluate
@@ -25,6 +25,7 @@ from edgekd.errors import EdgekdError
 from edgekd.methods import build_method
 from edgekd.models import MultiExitNet, create_model
 from edgekd.models.sources import library_preprocess
+from edgekd.models.weight_selection import Selection, SelectionError, select_weights
 
 RESULTS = "results.json"
 LIBRARY_WEIGHTS = "weights.safetensors"  # a timm/torchvision model's best weights in the library's own names
@@ -201,6 +202,30 @@ def initialise_backbone(model: MultiExitNet, checkpoint: str) -> None:
                           f"it must hold the same backbone at the same width") from None
 
 
+def _selected_from_teacher(student: MultiExitNet, teacher: MultiExitNet, teacher_name: str) -> Selection:
+    try:
+        return select_weights(student, teacher)
+    except SelectionError as err:
+        raise EdgekdError(f"student.init: teacher cannot initialise this student from teacher 1 ({teacher_name}): {err}. "
+                          f"Drop student.init, or pick a teacher of the same block type at least as deep and wide") from None
+
+
+def check_teacher_init(config: RecipeConfig, data: DataSplits) -> None:
+    """Refuse student.init: teacher before any teacher trains, on untrained nets of the same shapes."""
+    teacher = config.teachers[0].model
+    shapes_only = teacher.model_copy(update={"pretrained": False, "weights": None, "init": None})
+    student = config.student.model_copy(update={"init": None})
+    _selected_from_teacher(build_configured(student, data), build_configured(shapes_only, data), teacher.name)
+
+
+def select_from_teacher(student: MultiExitNet, teacher: MultiExitNet, teacher_name: str, log: Callable[[str], None]) -> None:
+    """student.init: teacher, the student starting from teacher 1's first blocks and channels."""
+    selection = _selected_from_teacher(student, teacher, teacher_name)
+    heads = ", ".join(map(str, selection.heads_from_teacher)) or "none"
+    log(f"student initialised from teacher 1 ({teacher_name}) by weight selection: {selection.tensors} tensors; "
+        f"exit heads from the teacher: {heads}")
+
+
 def train_and_evaluate(
     config: RecipeConfig, run_dir: Path, *, runs_dir: Path, resume: bool = False, overwrite: bool = False,
     info: DistInfo = DistInfo(), log: Callable[[str], None] = print, data: DataSplits | None = None,
@@ -216,10 +241,14 @@ def train_and_evaluate(
     seed_everything(config.train.seed)
     s = config.student
     data = splits_for(config.data, s, data)
+    if s.init == INIT_FROM_TEACHER and resume_from is None:
+        check_teacher_init(config, data)
     teachers = prepare_teachers(config, data, runs_dir, info, log)
     seed_everything(config.train.seed)  # the student's init must not depend on whether teachers were cached
     student = build_configured(s, data)
-    if s.init and resume_from is None:
+    if s.init == INIT_FROM_TEACHER and resume_from is None:
+        select_from_teacher(student, teachers[0], config.teachers[0].model.name, log)
+    elif s.init and resume_from is None:
         initialise_backbone(student, s.init)
     method = build_method(config.method, student, teachers)
     metadata = {
