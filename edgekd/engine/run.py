@@ -241,12 +241,13 @@ def train_and_evaluate(
     seed_everything(config.train.seed)
     s = config.student
     data = splits_for(config.data, s, data)
-    if s.init == INIT_FROM_TEACHER and resume_from is None:
+    from_teacher = s.init == INIT_FROM_TEACHER and resume_from is None
+    if from_teacher:
         check_teacher_init(config, data)
     teachers = prepare_teachers(config, data, runs_dir, info, log)
     seed_everything(config.train.seed)  # the student's init must not depend on whether teachers were cached
     student = build_configured(s, data)
-    if s.init == INIT_FROM_TEACHER and resume_from is None:
+    if from_teacher:
         select_from_teacher(student, teachers[0], config.teachers[0].model.name, log)
     elif s.init and resume_from is None:
         initialise_backbone(student, s.init)
