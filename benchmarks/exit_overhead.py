@@ -7,10 +7,12 @@ the machine fall on all alike (the median of `--repeats` calls each, on one shar
 `edgekd bench` runs):
 - `full`: the monolithic graph's session.run (every exit's logits);
 - `prefix_K`: image -> the last exit's logits only, so `full - prefix_K` is what the early heads cost;
-- `predict`: `EarlyExitModel.predict` with thresholds no sample reaches, so it runs every segment;
+- `one call`: `EarlyExitModel.predict` with thresholds no sample reaches, so it runs every segment,
+  as a single image does by default: one call of the joined graph (`edgekd.runtime.single_call`);
+- `chain`: the same through the segment chain (`single_call=False`), one session call per segment;
   the segment runs inside it are summed from its own timings, and the rest is Python.
 
-    python benchmarks/exit_overhead.py export/oto_resnet18-quick [--repeats 400] [--rounds 3]
+    python benchmarks/exit_overhead.py export/oto_resnet18-quick [--repeats 400] [--rounds 3] [--pool own]
 """
 from __future__ import annotations
 
@@ -27,28 +29,28 @@ from edgekd.runtime.thresholds import NEVER
 from edgekd.runtime.timing import times_in_turns
 
 
-def measure(model: EarlyExitModel, image: np.ndarray, repeats: int) -> dict[str, float]:
+def measure(model: EarlyExitModel, chained: EarlyExitModel, image: np.ndarray, repeats: int) -> dict[str, float]:
     """Median microseconds of each part of one batch-1 call, timed in turns."""
     full, last = model.session(names.FULL), model.session(names.prefix(model.num_exits))
     never = [NEVER] * (model.num_exits - 1)  # no sample leaves early
     in_sessions: list[float] = []
 
-    def predict() -> None:
-        timings = model.predict(image, thresholds=never).timings
+    def through_chain() -> None:
+        timings = chained.predict(image, thresholds=never).timings
         in_sessions.append(timings["total"])
 
-    times = times_in_turns([lambda: full.run(None, {names.IMAGE: image}),
-                            lambda: last.run(None, {names.IMAGE: image}), predict], repeats)
-    full_s, last_s, predict_s = (statistics.median(t) for t in times)
+    times = times_in_turns([lambda: full.run(None, {names.IMAGE: image}), lambda: last.run(None, {names.IMAGE: image}),
+                            lambda: model.predict(image, thresholds=never), through_chain], repeats)
+    full_s, last_s, one_call_s, chain_s = (statistics.median(t) for t in times)
     sessions_s = statistics.median(in_sessions)
-    return {"full": full_s * 1e6, "prefix_last": last_s * 1e6, "heads": (full_s - last_s) * 1e6,
-            "predict": predict_s * 1e6, "segments": sessions_s * 1e6, "python": (predict_s - sessions_s) * 1e6}
+    return {"full": full_s * 1e6, "prefix_last": last_s * 1e6, "heads": (full_s - last_s) * 1e6, "one_call": one_call_s * 1e6,
+            "chain": chain_s * 1e6, "segments": sessions_s * 1e6, "python": (chain_s - sessions_s) * 1e6}
 
 
 def row(label: str, r: dict[str, float], exits: int) -> str:
     return (f"{label} | {r['full']:.0f} us | {r['prefix_last']:.0f} us | {r['heads']:.0f} us ({r['heads'] / r['full']:.1%}) | "
-            f"{r['predict']:.0f} us | {r['segments']:.0f} us | {r['python']:.0f} us | {r['python'] / exits:.1f} us | "
-            f"{r['predict'] / r['full']:.3f}x")
+            f"{r['one_call']:.0f} us | {r['chain']:.0f} us | {r['segments']:.0f} us | {r['python']:.0f} us | "
+            f"{r['python'] / exits:.1f} us | {r['one_call'] / r['full']:.3f}x | {r['chain'] / r['full']:.3f}x")
 
 
 def main() -> None:
@@ -56,16 +58,26 @@ def main() -> None:
     parser.add_argument("bundle", type=Path)
     parser.add_argument("--repeats", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3, help="independent measurements, each printed, then their median")
+    parser.add_argument("--pool", choices=["shared", "own"], default="shared",
+                        help="one thread pool for every session, as edgekd's commands run, or a pool per session, "
+                             "the Python API's default")
     args = parser.parse_args()
-    model = EarlyExitModel(args.bundle, shared_threads=True)
+    shared = args.pool == "shared"
+    model = EarlyExitModel(args.bundle, shared_threads=shared)
+    chained = EarlyExitModel(args.bundle, shared_threads=shared, single_call=False)
     if model.manifest.calibration_sample is not None:  # a real image where the bundle stores some
         image = model.manifest.preprocess.normalize(load_calibration_sample(args.bundle, model.manifest)[:1])
     else:
         image = np.random.default_rng(0).standard_normal((1, *model.manifest.input.shape)).astype(np.float32)
-    rows = [measure(model, image, args.repeats) for _ in range(args.rounds)]
+    if model.single_call_for("max_prob") is None:
+        raise SystemExit(f"{args.bundle}: the segments could not be joined into one graph; "
+                         "run with the edgekd.runtime logger at DEBUG to see why")
+    rows = [measure(model, chained, image, args.repeats) for _ in range(args.rounds)]
     exits = model.num_exits
-    print(f"{args.bundle.name}: batch 1, {exits} exits, median of {args.repeats} calls per round, all exits run")
-    print("round | full | prefix_last | early heads (full - prefix_last) | predict | its segment runs | its Python | Python per exit | predict / full")
+    print(f"{args.bundle.name}: batch 1, {exits} exits, median of {args.repeats} calls per round, all exits run, "
+          f"{'one thread pool for all sessions' if shared else 'a thread pool per session'}")
+    print("round | full | prefix_last | early heads (full - prefix_last) | predict, one call | predict, chain | "
+          "chain's segment runs | chain's Python | Python per exit | one call / full | chain / full")
     for i, r in enumerate(rows, 1):
         print(row(str(i), r, exits))
     print(row("median", {key: statistics.median(r[key] for r in rows) for key in rows[0]}, exits))

@@ -65,7 +65,7 @@ def test_early_exit_on_the_device_chain_routes_every_sample_alike(runtime_fixtur
     """predict(mode='early') on the chain the CUDA and TensorRT backends use: the same labels, exits
     and scores as on the CPU backend's own chain, batched and one image at a time."""
     reference = EarlyExitModel(runtime_fixture)
-    model = EarlyExitModel(runtime_fixture)
+    model = EarlyExitModel(runtime_fixture, single_call=False)  # a single image walks the chain too, as on a GPU
     device = model.backend.device_chain("cpu")
     monkeypatch.setattr(model.backend, "chain_for", lambda rows: device)
     images = np.load(runtime_fixture / "validation.npz")["images"][:64]

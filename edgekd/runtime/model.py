@@ -25,6 +25,8 @@ from edgekd.runtime.gate import GATE_FEATURES
 from edgekd.runtime.images import to_batch
 from edgekd.runtime.policies import softmax
 from edgekd.runtime.policies import policy as get_policy
+from edgekd.runtime.single_call import POLICIES as SINGLE_CALL_POLICIES
+from edgekd.runtime.single_call import SingleCall
 from edgekd.runtime.trail import ExitTrail
 
 MODES = ("auto", "early", "exit", "all")
@@ -86,11 +88,12 @@ class EarlyExitModel:
     have the one they were built with); `provider_options` go to the onnxruntime provider on top of the
     backend's defaults; `shared_threads` puts every session of the process on one onnxruntime thread
     pool (faster; see `sessions`); `blocked_handoff=False` keeps the CPU segments' feature maps in NCHW
-    at every batch size (see `backends.onnxruntime_cpu`)."""
+    at every batch size (see `backends.onnxruntime_cpu`); `single_call=False` runs a single image's early
+    exit through the segment chain like a batch, not as one call of the joined graph (`single_call`)."""
 
     def __init__(self, bundle: str | Path, *, backend: str = "cpu", precision: str | None = None, threads: int | None = None,
                  provider_options: dict[str, Any] | None = None, verify: bool = True, shared_threads: bool = False,
-                 blocked_handoff: bool = True) -> None:
+                 blocked_handoff: bool = True, single_call: bool = True) -> None:
         self.bundle = Path(bundle)
         self.manifest: Manifest = read_manifest(self.bundle, verify=verify)
         options = {"blocked_handoff": blocked_handoff} if backend == "cpu" else {}
@@ -106,6 +109,7 @@ class EarlyExitModel:
         self.running_ensemble: bool = bool(policy and policy.running_ensemble)
         self.agreement: bool = bool(policy and policy.agreement)
         self.gate: list[np.ndarray] = _gate_weights(policy.gate, self.num_exits, self.bundle) if policy else []
+        self.single_call = single_call
 
     @classmethod
     def load(cls, bundle: str | Path, **kwargs: Any) -> "EarlyExitModel":
@@ -163,7 +167,20 @@ class EarlyExitModel:
             return self._fixed(batch, exit, policy)
         return self._all(batch, policy)
 
+    def single_call_for(self, policy: str | None = None) -> SingleCall | None:
+        """The joined batch-1 early-exit graph for `policy` (the calibrated one by default), where the backend
+        runs one and the policy is computed in it: the look-back options (running ensemble, agreement, a gate)
+        need the chain. None: a single image walks the segment chain."""
+        name = policy or self.policy_name
+        looks_back = self.running_ensemble or self.agreement or bool(self.gate and name == self.policy_name)
+        if not self.single_call or looks_back or name not in SINGLE_CALL_POLICIES:
+            return None
+        return self.backend.single_call(name, get_policy(name), self.temperatures)
+
     def _early(self, batch: np.ndarray, thresholds: Sequence[float], policy: str | None) -> Prediction:
+        call = self.single_call_for(policy) if len(batch) == 1 else None
+        if call is not None:
+            return self._early_in_one_call(call, batch, thresholds)
         n, last = len(batch), self.num_exits - 1
         exit_scores = np.full((n, self.num_exits), np.nan)
         left: list[tuple[Any, int, np.ndarray, np.ndarray]] = []  # (rows, exit, probs, scores) of each group that left
@@ -196,6 +213,15 @@ class EarlyExitModel:
         labels, confidences, exits, probs_taken = _gather(left, n)
         return Prediction(labels, [self.classes[i] for i in labels], confidences, exits, probs_taken, timings,
                           exit_scores=exit_scores, host_copies=step.copies)
+
+    def _early_in_one_call(self, call: SingleCall, batch: np.ndarray, thresholds: Sequence[float]) -> Prediction:
+        start = time.perf_counter()
+        probs, scores, exit = call.run(batch, thresholds)
+        seconds = time.perf_counter() - start
+        label = int(probs[0].argmax())
+        return Prediction(np.array([label]), [self.classes[label]], scores[:, exit - 1].copy(), np.array([exit]), probs,
+                          {"single_call": seconds, "total": seconds}, exit_scores=scores.astype(np.float64),
+                          host_copies=HostCopies())
 
     def _fixed(self, batch: np.ndarray, exit: int, policy: str | None) -> Prediction:
         name = names.prefix(exit)

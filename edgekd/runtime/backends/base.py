@@ -8,7 +8,7 @@ A backend turns a graph name (`edgekd.bundle.names`) into something with `get_in
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from edgekd.bundle import FP32, Manifest, names
 from edgekd.bundle.backends import BACKENDS
@@ -16,6 +16,11 @@ from edgekd.bundle.manifest import PRECISION_FORMATS
 from edgekd.errors import BadInput
 from edgekd.runtime.chain import Chain, SegmentChain
 from edgekd.runtime.device_chain import DeviceChain, OrtDeviceRunner
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edgekd.runtime.single_call import SingleCall
 
 
 class Backend:
@@ -66,6 +71,12 @@ class Backend:
     def chain_for(self, rows: int) -> Chain:
         """The chain a batch of `rows` runs on."""
         return self.chain
+
+    def single_call(self, policy: str, score: "Callable[[np.ndarray], np.ndarray]",
+                    temperatures: Sequence[float]) -> "SingleCall | None":
+        """The batch-1 early exit as one call (`runtime.single_call`) with exit policy `policy` (its score
+        function `score`), where this backend runs one; None: the early-exit loop runs the chain."""
+        return None
 
 
 class OnnxruntimeBackend(Backend):

@@ -1,0 +1,94 @@
+"""A single image's early exit in one onnxruntime call: the joined graph answers as the segment chain does."""
+import logging
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from conftest import SHAPES_IMAGES, TINY_BUNDLE
+from edgekd.runtime import EarlyExitModel
+from edgekd.runtime.backends import onnxruntime_cpu
+from edgekd.runtime.evaluation import load_split
+from edgekd.runtime.single_call import NotJoinable, single_call_graph
+
+pytestmark = pytest.mark.usefixtures("runtime_fixture")
+TEMPERATURES = [1.7, 0.8, 2.5, 1.3]
+THRESHOLD_CHOICES = [0.2, 0.5, 0.8, 0.95, 0.99, 2.0]  # 2.0: nobody leaves there
+
+
+@pytest.fixture(scope="module")
+def test_images():
+    return load_split(EarlyExitModel(TINY_BUNDLE), SHAPES_IMAGES, "test")[0]
+
+
+def _pair(precision: str) -> tuple[EarlyExitModel, EarlyExitModel]:
+    joined, chained = (EarlyExitModel(TINY_BUNDLE, precision=precision, single_call=flag) for flag in (True, False))
+    joined.temperatures = chained.temperatures = TEMPERATURES
+    return joined, chained
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("policy", ["max_prob", "margin", "entropy"])
+def test_one_call_answers_as_the_segment_chain_does(test_images, precision, policy):
+    joined, chained = _pair(precision)
+    rng = np.random.default_rng(0)
+    exits = []
+    for image in test_images:
+        thresholds = list(rng.choice(THRESHOLD_CHOICES, 3))
+        one = joined.predict(image[None], mode="early", thresholds=thresholds, policy=policy)
+        walk = chained.predict(image[None], mode="early", thresholds=thresholds, policy=policy)
+        assert list(one.timings) == ["single_call", "total"] and "segment_1" in walk.timings
+        assert (one.exits[0], one.labels[0], one.class_names) == (walk.exits[0], walk.labels[0], walk.class_names)
+        np.testing.assert_allclose(one.probs, walk.probs, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(one.confidences, walk.confidences, rtol=0, atol=1e-5)
+        np.testing.assert_array_equal(np.isnan(one.exit_scores), np.isnan(walk.exit_scores))
+        np.testing.assert_allclose(np.nan_to_num(one.exit_scores), np.nan_to_num(walk.exit_scores), rtol=0, atol=1e-5)
+        assert one.host_copies.total == 0
+        exits.append(int(one.exits[0]))
+    assert len(set(exits)) >= 3, f"the thresholds sent the images to too few exits: {sorted(set(exits))}"
+
+
+def test_calibrated_thresholds_and_a_batch_take_their_own_paths(test_images):
+    joined, _ = _pair("fp32")
+    joined.thresholds = [0.9, 0.8, 0.7]
+    alone = joined.predict(test_images[:1])  # auto: early exit with the model's own thresholds
+    assert list(alone.timings) == ["single_call", "total"]
+    batch = joined.predict(test_images[:5], mode="early")
+    assert "segment_1" in batch.timings  # batches compact through the chain
+    assert batch.exits[0] == alone.exits[0] and batch.labels[0] == alone.labels[0]
+
+
+@pytest.mark.parametrize("option", ["running_ensemble", "agreement", "gate"])
+def test_options_that_look_back_run_the_chain(test_images, option):
+    model = EarlyExitModel(TINY_BUNDLE)
+    setattr(model, option, [np.ones(7)] * 3 if option == "gate" else True)
+    result = model.predict(test_images[:1], mode="early", thresholds=[0.5] * 3)
+    assert model.single_call_for() is None and "segment_1" in result.timings
+
+
+def test_a_joined_graph_that_disagrees_is_never_used(test_images, monkeypatch, caplog):
+    monkeypatch.setattr(onnxruntime_cpu, "single_call_disagrees", lambda *args: "exit 2's probabilities differ")
+    model = EarlyExitModel(TINY_BUNDLE)
+    with caplog.at_level(logging.DEBUG, logger="edgekd.runtime"):
+        result = model.predict(test_images[:1], mode="early", thresholds=[0.5] * 3)
+    assert "segment_1" in result.timings
+    assert "runs the segment chain, not one call: exit 2's probabilities differ" in caplog.text
+
+
+def _segment(opset: int) -> onnx.ModelProto:
+    value = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 4])  # noqa: E731
+    graph = helper.make_graph([helper.make_node("Relu", ["image"], ["feature_1"]),
+                               helper.make_node("Identity", ["feature_1"], ["logits_1"])],
+                              "segment_1", [value("image")], [value("feature_1"), value("logits_1")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_what_cannot_be_joined_is_refused_with_the_reason():
+    with pytest.raises(NotJoinable, match="policy 'gate' is not computed in the graph"):
+        single_call_graph([_segment(17)], "gate", [1.0], [4], 4)
+    with pytest.raises(NotJoinable, match="opset 11 is below 13"):
+        single_call_graph([_segment(11)], "margin", [1.0], [4], 4)
+    joined = single_call_graph([_segment(17)], "margin", [1.0], [4], 4)  # one exit: the graph just answers
+    onnx.checker.check_model(joined)
+    assert [o.name for o in joined.graph.output] == ["probs", "scores", "exit"]
