@@ -145,7 +145,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     report = run_bench(args.bundle, args.data, repeats=args.repeats, batch=args.batch, backend=args.backend,
                        precision=args.precision, provider_options=_provider_options(args.provider_option), threads=args.threads,
-                       limit=args.limit, passes=args.passes)
+                       limit=args.limit, passes=args.passes, single_call=not args.no_single_call)
     print("\n".join(summary_lines(report)))
     out = args.out or Path("reports") / f"bench-{Path(args.bundle).resolve().name}-{report['backend']}-{report['precision']}"
     print("written: " + ", ".join(str(p) for p in save(report, out)))
@@ -261,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch", type=int, default=64, help="batch size of the throughput comparison")
     bench.add_argument("--passes", type=int, default=3, help="batch-1 passes over the test images, early exit and full (median)")
     bench.add_argument("--limit", type=int, help="use only the first N test images")
+    bench.add_argument("--no-single-call", action="store_true",
+                       help="time single images through the segment chain, not in one call of the joined graph (to compare)")
     bench.add_argument("--out", type=Path, help="folder for bench.json and bench.png (default: reports/bench-<bundle>-<precision>)")
     _runtime_options(bench)
     bench.set_defaults(func=cmd_bench)

@@ -264,6 +264,12 @@ def test_bench_writes_json_and_png(bundle, tmp_path):
     assert set(calibrated["host_copies"]) == {"batch_1", f"batch_{calibrated['batch']}"}
     assert all(c["total"] == 0 for c in calibrated["host_copies"].values())
     assert "host-device copies per batch" in result.stdout
+    assert calibrated["batch1_in_one_call"] and "passes over the test images, one call)" in result.stdout
+    chained = run_cli("bench", str(bundle), "--data", str(IMAGES), "--repeats", "5", "--batch", "16", "--passes", "1",
+                      "--limit", "20", "--no-single-call", "--out", str(tmp_path / "c"))
+    assert chained.returncode == 0, chained.stderr
+    assert "passes over the test images, the segment chain)" in chained.stdout
+    assert not json.loads((tmp_path / "c" / "bench.json").read_text())["calibrated"]["batch1_in_one_call"]
 
 
 def test_int8_graphs_calibrated_on_their_own_scores_and_benched_against_the_fp32_full_model(bundle, tmp_path):

@@ -33,10 +33,11 @@ from edgekd.runtime.thresholds import assign_exits, oracle, oracle_cost_at, outc
 
 def run_bench(bundle: str | Path, data: str | Path, *, repeats: int = 50, batch: int = 64, backend: str = "cpu",
               precision: str | None = None, provider_options: dict[str, Any] | None = None, threads: int | None = None,
-              limit: int | None = None, shared_threads: bool = True, passes: int = 3) -> dict[str, Any]:
-    """Measure the bundle on the test split of `data` (see the module's docstring); the report as a dict."""
+              limit: int | None = None, shared_threads: bool = True, passes: int = 3, single_call: bool = True) -> dict[str, Any]:
+    """Measure the bundle on the test split of `data` (see the module's docstring); the report as a dict.
+    `single_call=False` times single images through the segment chain, not the joined graph (`runtime.single_call`)."""
     model = EarlyExitModel(bundle, backend=backend, precision=precision, provider_options=provider_options, threads=threads,
-                           shared_threads=shared_threads)
+                           shared_threads=shared_threads, single_call=single_call)
     images, labels = load_split(model, Path(data), "test")
     if limit:
         images, labels = images[:limit], labels[:limit]
@@ -74,6 +75,7 @@ def run_bench(bundle: str | Path, data: str | Path, *, repeats: int = 50, batch:
             reference = EarlyExitModel(bundle, backend=backend, precision="fp32", provider_options=provider_options,
                                        threads=threads, shared_threads=shared_threads)
         report["calibrated"] = _calibrated(model, images, scored, costs, path_latency, batch, passes, reference, labels)
+        report["calibrated"]["batch1_in_one_call"] = model.single_call_for() is not None
     return report
 
 
@@ -160,7 +162,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines += [
             f"calibrated ({c['policy']}, thresholds {', '.join(f'{t:.3f}' for t in c['thresholds'])}): {c['accuracy']:.2f}% "
             f"(drop {c['accuracy_drop']:+.2f} vs final exit), exits {c['exit_counts']}",
-            f"  batch 1 (median of {c['passes']} passes over the test images): {c['latency_ms_batch1']:.3f} ms vs full "
+            f"  batch 1 (median of {c['passes']} passes over the test images, "
+            f"{'one call' if c.get('batch1_in_one_call') else 'the segment chain'}): {c['latency_ms_batch1']:.3f} ms vs full "
             f"{c['full_latency_ms_batch1']:.3f} ms = "
             f"{c['latency_ratio_vs_full']:.3f}x latency",
             f"  FLOPs: {c['flops_fraction']:.3f} of the model; predicted speedup {c['flops_predicted_speedup']:.3f}x, measured "
