@@ -92,3 +92,26 @@ def test_what_cannot_be_joined_is_refused_with_the_reason():
     joined = single_call_graph([_segment(17)], "margin", [1.0], [4], 4)  # one exit: the graph just answers
     onnx.checker.check_model(joined)
     assert [o.name for o in joined.graph.output] == ["probs", "scores", "exit"]
+
+
+def _nodes(graph: onnx.GraphProto):
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                yield from _nodes(attribute.g)
+
+
+def _requantized_boundaries(segments) -> list[int]:
+    joined = single_call_graph(segments, "margin", [1.0] * 4, [3, 32, 32], 7)
+    return [k for k in range(1, 4) for node in _nodes(joined.graph)
+            if node.op_type == "QuantizeLinear" and node.input[0] == f"L{k}/segment/feature_{k}"]
+
+
+def test_quantized_feature_maps_pass_between_exits_without_going_to_float_and_back():
+    segments = [onnx.load(str(TINY_BUNDLE / "int8" / f"segment_{k}.onnx")) for k in range(1, 5)]
+    assert _requantized_boundaries(segments) == []  # each segment reads the previous one's int8 tensor
+    entering = next(n for n in segments[1].graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "feature_1")
+    scale = next(w for w in segments[1].graph.initializer if w.name == entering.input[1])
+    scale.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(scale) * np.float32(1.01), scale.name))
+    assert _requantized_boundaries(segments) == [1]  # another scale would give other integers: kept as it is

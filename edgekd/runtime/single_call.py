@@ -16,7 +16,11 @@ look back along the chain (running ensemble, agreement, a learned gate) stay on 
 
 Outputs: `probs` (1, C), the exit taken's probabilities; `scores` (1, K), every exit's score up to the
 one taken and NaN after it; `exit`, the exit taken (1-based). The segments' own nodes and weights go
-into the graph unchanged; a graph that would not give the chain's answers is never used
+into the graph unchanged but for one rewrite at quantized boundaries: where a segment's feature map
+leaves through DequantizeLinear and the next segment quantizes it again with the same scale and zero
+point, the next segment reads the quantized tensor itself (`_quantized_handoff`). The integers are
+the same, and a feature map no longer goes to float and back inside the graph, which onnxruntime
+cannot fuse across an If. A graph that would not give the chain's answers is never used
 (`single_call_disagrees`).
 """
 from __future__ import annotations
@@ -44,17 +48,66 @@ def _const(name: str, value: Any, dtype: Any = np.float32) -> onnx.TensorProto:
     return numpy_helper.from_array(np.asarray(value, dtype), name)
 
 
-def _renamed(graph: onnx.GraphProto, prefix: str, source: str, target: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    """The graph's nodes and weights with every name under `prefix`, its input `source` read as `target`."""
+SAME_SCALE = 1e-4  # relative: requantizing (q - z) * s with s' within it gives back q for every 8-bit q
+
+
+def _scalar_weight(graph: onnx.GraphProto, name: str) -> np.ndarray | None:
+    for weight in graph.initializer:
+        if weight.name == name:
+            value = numpy_helper.to_array(weight)
+            return value if value.size == 1 else None
+    return None
+
+
+def _quantization(graph: onnx.GraphProto, node: onnx.NodeProto) -> tuple[np.ndarray, np.ndarray] | None:
+    """A per-tensor (De)QuantizeLinear's scale and zero point, where both are weights of the graph."""
+    if len(node.input) != 3 or any(a.name in ("saturate", "output_dtype", "block_size") for a in node.attribute):
+        return None
+    scale, zero = _scalar_weight(graph, node.input[1]), _scalar_weight(graph, node.input[2])
+    return None if scale is None or zero is None else (scale, zero)
+
+
+def _quantized_handoff(previous: onnx.GraphProto, feature: str, graph: onnx.GraphProto, source: str
+                       ) -> tuple[str | None, set[int]]:
+    """Where `previous` returns `feature` by DequantizeLinear and `graph` quantizes its input `source`
+    again with the same scale and zero point: the quantized tensor's name in `previous` and the indices of
+    `graph`'s QuantizeLinear nodes it replaces; (None, empty) where there is no such pair."""
+    producer = next((n for n in previous.node if feature in n.output), None)
+    if producer is None or producer.op_type != "DequantizeLinear" or producer.domain not in ("", "ai.onnx"):
+        return None, set()
+    leaving = _quantization(previous, producer)
+    if leaving is None:
+        return None, set()
+    scale, zero = leaving
+    requantized = set()
+    for i, node in enumerate(graph.node):
+        if node.op_type != "QuantizeLinear" or node.domain not in ("", "ai.onnx") or node.input[0] != source:
+            continue
+        entering = _quantization(graph, node)
+        if entering is not None and entering[1].dtype == zero.dtype and np.array_equal(entering[1], zero) \
+                and abs(float(entering[0]) / float(scale) - 1) < SAME_SCALE:
+            requantized.add(i)
+    return (producer.input[0], requantized) if requantized else (None, set())
+
+
+def _renamed(graph: onnx.GraphProto, prefix: str, source: str, target: str,
+             quantized: tuple[str, set[int]] | None = None) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """The graph's nodes and weights with every name under `prefix`, its input `source` read as `target`;
+    `quantized` (the previous segment's quantized feature map, as named in the joined graph, and the
+    QuantizeLinear nodes that remake it): those nodes dropped, their outputs read from that tensor."""
     if graph.sparse_initializer or any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
                                        for n in graph.node for a in n.attribute):
         raise NotJoinable(f"graph {graph.name!r} has sparse weights or nested graphs")
+    tensor, dropped = quantized or ("", set())
+    reused = {graph.node[i].output[0] for i in dropped}
 
     def rename(name: str) -> str:
-        return name if name == "" else target if name == source else prefix + name
+        return name if name == "" else target if name == source else tensor if name in reused else prefix + name
 
     nodes, weights = [], []
     for i, node in enumerate(graph.node):
+        if i in dropped:
+            continue
         copy = onnx.NodeProto()
         copy.CopyFrom(node)
         copy.name = prefix + (node.name or f"node_{i}")
@@ -122,7 +175,11 @@ def _level(segments: Sequence[onnx.ModelProto], k: int, policy: str, temperature
     Level k's names start with `L{k}/`: the segment's own under `L{k}/segment/`, its score's under `L{k}/score/`."""
     count, p = len(segments), f"L{k}/"
     target = names.IMAGE if k == 1 else _segment_prefix(k - 1) + names.feature(k - 1)
-    nodes, weights = _renamed(segments[k - 1].graph, _segment_prefix(k), names.segment_input(k), target)
+    graph, quantized = segments[k - 1].graph, None
+    if k > 1:
+        tensor, dropped = _quantized_handoff(segments[k - 2].graph, names.feature(k - 1), graph, names.segment_input(k))
+        quantized = (_segment_prefix(k - 1) + tensor, dropped) if tensor else None
+    nodes, weights = _renamed(graph, _segment_prefix(k), names.segment_input(k), target, quantized)
     more_nodes, more_weights = _score_nodes(_segment_prefix(k) + names.logits(k), temperatures[k - 1], policy, classes,
                                             p + "score/")
     nodes, weights = nodes + more_nodes, weights + more_weights
