@@ -104,6 +104,10 @@ class TrainConfig(Section):
     channels_last: bool = False
     gradient_equilibrium: bool = Field(False, description="multi-exit students: rescale the shared trunks' gradients so "
                                        "each exit's share is equal (IMTA's gradient equilibrium); inference is unchanged")
+    feature_partition: Optional[float] = Field(None, gt=0, lt=1, description="multi-exit students: DFS feature "
+                                               "partitioning, the share of each early exit's feature channels that only "
+                                               "the deeper exits train (the rest only that exit's head); DFS uses 0.5; "
+                                               "inference is unchanged")
     progressive_resize: Optional[ProgressiveResizeConfig] = None
     teacher_cache_views: int = Field(0, ge=0, le=64, description="fixed augmented views per training image whose teacher "
                                      "logits are computed once (edgekd.engine.teacher_cache); 0: teachers run every step")

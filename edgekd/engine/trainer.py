@@ -34,6 +34,7 @@ from edgekd.errors import EdgekdError
 from edgekd.methods import Method
 from edgekd.methods.base import Phase, Trainable
 from edgekd.models import ExitOutputs, MultiExitNet
+from edgekd.models.feature_partition import shared_channels
 
 
 class NonFiniteLossError(EdgekdError):
@@ -86,6 +87,10 @@ class Trainer:
         if cfg.channels_last:  # the student only: frozen teachers run inference faster in NCHW on CPU (measured)
             self.student.to(memory_format=torch.channels_last)
         self.student.gradient_equilibrium = cfg.gradient_equilibrium
+        if cfg.feature_partition is not None:  # refused here, before any epoch, where a fork cannot be split
+            for early_exit in self.student.exit_info[:-1]:
+                shared_channels(early_exit.channels, cfg.feature_partition)
+        self.student.feature_partition = cfg.feature_partition
         self.image_size, self.num_classes = data.image_size, data.num_classes
         self.image_channels = 3
         self.phases = method.phases(cfg.epochs)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from edgekd.models.backbone import Backbone
 from edgekd.models.flops import count_flops, count_params
+from edgekd.models.feature_partition import partition
 from edgekd.models.gradient_equilibrium import fork
 from edgekd.models.heads import HEADS
 from edgekd.bundle.manifest import ExitInfo
@@ -77,6 +78,8 @@ class MultiExitNet(nn.Module):
         self.input_conversion: Optional[InputConversion] = None
         # Rescale the shared trunks' gradients while training (edgekd.models.gradient_equilibrium).
         self.gradient_equilibrium = False
+        # The share of each early fork's channels that only the deeper exits train (edgekd.models.feature_partition).
+        self.feature_partition: Optional[float] = None
         num_stages = len(backbone.stages)
         if not exits or sorted(set(exits)) != list(exits) or exits[0] < 1 or exits[-1] != num_stages:
             raise ValueError(
@@ -118,6 +121,7 @@ class MultiExitNet(nn.Module):
             x = self.input_conversion(x)
         logits, features, stages, stem = [], [], [], None
         balance = self.gradient_equilibrium and torch.is_grad_enabled() and self.num_exits > 1
+        split = self.feature_partition is not None and torch.is_grad_enabled()
         for k, (trunk, head) in enumerate(zip(self.trunks, self.heads)):
             for stage in trunk:
                 if stem is None and self.stem_first:
@@ -130,6 +134,8 @@ class MultiExitNet(nn.Module):
             head_input = x
             if balance:
                 head_input, x = fork(x, k, self.num_exits)
+            if split and k < self.num_exits - 1:
+                head_input, x = partition(head_input, x, self.feature_partition)
             logits.append(head(head_input))
         return ExitOutputs(logits, features, stages, stem)
 
