@@ -40,13 +40,12 @@ def shared_channels(channels: int, shared: float) -> int:
 
 
 def channel_masks(x: Tensor, shared: float) -> tuple[Tensor, Tensor]:
-    """(head's, deeper path's) 0/1 masks over `x`'s channels (dim 1 of a feature map, the last dim of tokens)."""
-    channel_dim = 1 if x.ndim == 4 else x.ndim - 1
-    channels = x.shape[channel_dim]
+    """(head's, deeper path's) 0/1 masks over the channels (dim 1) of an early exit's feature map, the
+    dimension `ExitInfo.channels` counts. Only CNN stages have early exits: a model that cannot be cut
+    into stages (a ViT) is one stage with no fork."""
+    channels = x.shape[1]
     deeper = (torch.arange(channels, device=x.device) < shared_channels(channels, shared)).to(x.dtype)
-    shape = [1] * x.ndim
-    shape[channel_dim] = channels
-    deeper = deeper.view(shape)
+    deeper = deeper.view(1, channels, *[1] * (x.ndim - 2))
     return 1 - deeper, deeper
 
 
