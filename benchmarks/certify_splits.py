@@ -53,8 +53,9 @@ def main() -> None:
                 continue
             model = EarlyExitModel(copy)
             scored = score_exits(model, test_logits, test_labels)
-            result = outcome(scored.scores, scored.correct, costs, np.asarray(model.thresholds))
-            drop = 100.0 * scored.correct[-1].mean() - result.accuracy
+            final_alone = scored.exit_correct[-1]  # the plain model
+            result = outcome(scored.scores, scored.correct, costs, np.asarray(model.thresholds), final_alone)
+            drop = 100.0 * final_alone.mean() - result.accuracy
             certified.append((drop, result.cost))
             print(f"split {seed:2d}: {policy.name} certified on {policy.certify_images} images (p = {policy.certify_p_value:.4f}); "
                   f"test drop {drop:+.2f} points at cost {result.cost:.3f}{'  EXCEEDED' if drop > args.target_drop else ''}")

@@ -136,7 +136,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise EdgekdError("give exactly one of --target-drop POINTS or --budget FRACTION")
     calibrate_bundle(args.bundle, args.data, target_drop=args.target_drop, budget=args.budget, policy=args.policy,
                      temperature=args.temperature, running_ensemble=args.running_ensemble, agreement=args.agreement,
-                     gate=args.gate, margin=args.margin, confidence=args.confidence, precision=args.precision)
+                     gate=args.gate, final_ensemble=args.final_ensemble, margin=args.margin, confidence=args.confidence,
+                     precision=args.precision)
     return 0
 
 
@@ -237,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     calib.add_argument("--policy", default="max_prob",
                        help="exit policy: max_prob, entropy, margin, or auto (each of them with and without --temperature, "
                             "--running-ensemble and --agreement, and the --gate; the one whose scores best predict a drop on "
-                            "validation, by AUROC, is kept)")
+                            "validation, by AUROC, is kept; then with and without --final-ensemble, the cheaper kept)")
     calib.add_argument("--temperature", action="store_true", help="fit a temperature per exit on the validation images first")
     calib.add_argument("--running-ensemble", action="store_true",
                        help="early exits answer with the geometric ensemble of the exits so far, and are scored on it")
@@ -246,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     calib.add_argument("--gate", action="store_true",
                        help="score the early exits with a learned gate (a logistic regression over the exit's and the running "
                             "ensemble's max-prob, margin and entropy, and agreement), fitted where the thresholds are searched")
+    calib.add_argument("--final-ensemble", action="store_true",
+                       help="the final exit answers with the geometric ensemble of every exit (it has paid for their logits "
+                            "already); the drop is still measured against the final exit alone")
     calib.add_argument("--margin", type=float, default=0.0, help="extra accuracy points held in reserve")
     calib.add_argument("--precision", help="calibrate the bundle's fp16 or int8 graphs on their own scores and store the "
                        "thresholds with them (default: fp32, used by every precision without its own)")

@@ -178,7 +178,8 @@ def test_calibrate_auto_keeps_the_policy_whose_scores_best_predict_the_drop_even
     lines = []
     chosen = calibrate_bundle(bundle, IMAGES, target_drop=1.0, policy="auto", log=lines.append)
     assert np.mean([a for a in chosen.auroc if a is not None]) == pytest.approx(max(auroc.values()), abs=1e-4)
-    assert len(lines) == 28  # a header, one line per candidate (3 policies x 8 option sets, 2 gates), then the choice
+    # a header, one line per candidate (3 policies x 8 option sets, 2 gates), the final exit alone against its ensemble, the choice
+    assert len(lines) == 29 and "the final exit answering alone" in lines[-2]
     assert "drop-event AUROC" in lines[0] and any("running ensemble, agreement" in line for line in lines)
     written = json.loads((bundle / "manifest.json").read_text())["policy"]
     assert (written["running_ensemble"], written["agreement"]) == (chosen.running_ensemble, chosen.agreement)
@@ -300,6 +301,49 @@ def test_int8_graphs_calibrated_on_their_own_scores_and_benched_against_the_fp32
     assert versus["latency_ratio"] == pytest.approx(reports["int8"]["calibrated"]["latency_ms_batch1"]
                                                     / versus["fp32_full_latency_ms_batch1"], rel=1e-2)
     assert "vs the FP32 full model" in result.stdout
+
+
+def test_the_final_exit_answering_with_every_exits_ensemble_is_measured_against_the_final_exit_alone(bundle, tmp_path):
+    from edgekd.runtime.policies import log_softmax
+
+    result = run_cli("calibrate", str(bundle), "--data", str(IMAGES), "--target-drop", "2", "--policy", "margin", "--temperature",
+                     "--final-ensemble")
+    assert result.returncode == 0, result.stderr
+    assert "margin with per-exit temperatures, the final exit answering with every exit's ensemble: thresholds" in result.stdout
+    policy = json.loads((bundle / "manifest.json").read_text())["policy"]
+    model = EarlyExitModel(bundle)
+    assert policy["final_ensemble"] and model.final_ensemble
+    images, labels = load_split(model, IMAGES, "val")
+    logits = exit_logits(model, images)
+    final_alone = 100.0 * (logits[-1].argmax(1) == labels).mean()
+    assert policy["val_final_exit_accuracy"] == pytest.approx(final_alone, abs=1e-3)  # the plain model, not the ensemble
+    assert policy["val_accuracy"] >= final_alone - 2.0
+    # a sample that reaches the final exit gets the geometric ensemble of every exit's temperature-scaled probabilities
+    ensemble = sum(log_softmax(z, t) for z, t in zip(logits, model.temperatures)).argmax(1)
+    everyone_deep = model.predict(images, mode="early", thresholds=[NEVER] * 3)
+    np.testing.assert_array_equal(everyone_deep.labels, ensemble)
+    assert (ensemble != logits[-1].argmax(1)).any(), "the tiny bundle's ensemble never disagrees with its final exit"
+    out = tmp_path / "b"
+    benched = run_cli("bench", str(bundle), "--data", str(IMAGES), "--repeats", "3", "--batch", "16", "--passes", "1", "--out", str(out))
+    assert benched.returncode == 0, benched.stderr
+    report = json.loads((out / "bench.json").read_text())
+    calibrated = report["calibrated"]
+    assert calibrated["final_ensemble"] and calibrated["batch1_in_one_call"] and "final exit: ensemble" in benched.stdout
+    assert calibrated["accuracy_drop"] == pytest.approx(report["per_exit"][-1]["test_top1"] - calibrated["accuracy"], abs=2e-3)
+    # --policy auto keeps the final exit alone unless its ensemble reaches the target more cheaply
+    lines = []
+    from edgekd.runtime.calibration import calibrate_bundle
+    chosen = calibrate_bundle(bundle, IMAGES, target_drop=2.0, policy="auto", log=lines.append)
+    compared = next(line for line in lines if line.startswith("the final exit answering alone"))
+    costs = [float(part.split("cost ")[1].split(",")[0]) for part in compared.split("; with every exit's ensemble")]
+    assert chosen.final_ensemble == (costs[1] < costs[0])
+    # certified: the drop on the certify half is taken from the final exit alone there too
+    from edgekd.runtime.certify import split_halves
+    certified = calibrate_bundle(bundle, IMAGES, target_drop=30.0, confidence=0.9, policy="margin", final_ensemble=True,
+                                 log=lambda m: None)
+    _, certify = split_halves(labels)
+    assert certified.final_ensemble and certified.certify_images == len(certify)
+    assert certified.val_final_exit_accuracy == pytest.approx(100.0 * (logits[-1].argmax(1) == labels)[certify].mean(), abs=1e-3)
 
 
 def test_predict_cli(tmp_path):

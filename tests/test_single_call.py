@@ -49,6 +49,28 @@ def test_one_call_answers_as_the_segment_chain_does(test_images, precision, poli
     assert len(set(exits)) >= 3, f"the thresholds sent the images to too few exits: {sorted(set(exits))}"
 
 
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_one_call_answers_with_the_final_exits_ensemble_as_the_chain_does(test_images, precision):
+    joined, chained = _pair(precision)
+    joined.final_ensemble = chained.final_ensemble = True
+    alone = EarlyExitModel(TINY_BUNDLE, precision=precision)
+    alone.temperatures = TEMPERATURES
+    rng = np.random.default_rng(1)
+    moved = 0.0
+    for image in test_images[:40]:
+        thresholds = list(rng.choice(THRESHOLD_CHOICES, 3))
+        one = joined.predict(image[None], mode="early", thresholds=thresholds, policy="margin")
+        walk = chained.predict(image[None], mode="early", thresholds=thresholds, policy="margin")
+        assert list(one.timings) == ["single_call", "total"] and "segment_1" in walk.timings
+        assert (one.exits[0], one.labels[0]) == (walk.exits[0], walk.labels[0])
+        np.testing.assert_allclose(one.probs, walk.probs, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(one.confidences, walk.confidences, rtol=0, atol=1e-5)
+        if one.exits[0] == 4:
+            final_alone = alone.predict(image[None], mode="exit", exit=4, policy="margin")
+            moved = max(moved, float(np.abs(one.probs - final_alone.probs).max()))
+    assert moved > 0.01, "the final exit's ensemble answered as the final exit alone does"
+
+
 def test_calibrated_thresholds_and_a_batch_take_their_own_paths(test_images):
     joined, _ = _pair("fp32")
     joined.thresholds = [0.9, 0.8, 0.7]

@@ -36,6 +36,23 @@ def test_target_drop_finds_the_cheapest_point_that_keeps_accuracy():
     assert outcome(SCORES, CORRECT, COSTS, thresholds) == result
 
 
+def test_the_drop_is_measured_from_the_final_exit_alone_where_the_final_answer_is_an_ensemble():
+    """Sample 3 is wrong at every exit alone, but the ensemble the final exit answers with gets it right."""
+    answered = CORRECT.copy()
+    answered[-1, 3] = True
+    final_alone = CORRECT[-1]
+    thresholds, result = calibrate(SCORES, answered, COSTS, target_drop=0.0, reference=final_alone)
+    assert result.accuracy == 75.0  # the plain model's accuracy is the target, not the ensemble's
+    assert outcome(SCORES, answered, COSTS, thresholds, final_alone) == result
+    _, against_the_ensemble = calibrate(SCORES, answered, COSTS, target_drop=0.0)  # 100%: every sample where it is right
+    assert against_the_ensemble.accuracy == 100.0 and against_the_ensemble.cost == pytest.approx((0.3 + 0.3 + 0.6 + 1.05) / 4)
+    assert result.cost < against_the_ensemble.cost
+    never = np.array([NEVER, NEVER])
+    gained = outcome(SCORES, answered, COSTS, never, final_alone)
+    assert gained.accuracy == 100.0 and gained.drop_se == pytest.approx(drop_se(final_alone, answered[-1]))
+    assert gained.drop_se > 0 == outcome(SCORES, answered, COSTS, never).drop_se
+
+
 def test_budget_finds_the_best_accuracy_within_cost():
     _, result = calibrate(SCORES, CORRECT, COSTS, budget=0.3)
     assert result.cost <= 0.3 and result.accuracy == 50.0  # all at exit 1
@@ -105,6 +122,25 @@ def test_exit_trail_running_ensemble_and_agreement_by_hand():
     probs, score = compacted.step(logits[1][1:], 1)
     np.testing.assert_allclose(probs, geometric[1:], rtol=1e-12)
     np.testing.assert_allclose(score, geometric[1:].max(axis=1), rtol=1e-12)  # exit 1 and 2 agree on class 1
+
+
+@pytest.mark.parametrize("running_ensemble", [False, True])
+def test_exit_trail_final_ensemble_by_hand(running_ensemble):
+    logits = [np.log(np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3]])),
+              np.log(np.array([[0.2, 0.7, 0.1], [0.1, 0.8, 0.1]])),
+              np.log(np.array([[0.1, 0.1, 0.8], [0.3, 0.3, 0.4]]))]
+    temperatures = [1.0, 2.0, 0.5]
+    margin = POLICIES.get("margin")
+    trail = ExitTrail(margin, temperatures, running_ensemble=running_ensemble, final_ensemble=True)
+    steps = [trail.step(z, k) for k, z in enumerate(logits)]
+    scaled = [softmax(z, t) for z, t in zip(logits, temperatures)]
+    geometric = np.cbrt(scaled[0] * scaled[1] * scaled[2])
+    geometric /= geometric.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(steps[2][0], geometric, rtol=1e-12)
+    np.testing.assert_allclose(steps[2][1], margin(geometric), rtol=1e-12)  # scored on what it answers
+    if not running_ensemble:  # the early exits answer alone, as without the option
+        for k in (0, 1):
+            np.testing.assert_allclose(steps[k][0], scaled[k], rtol=1e-12)
 
 
 def test_log_softmax_is_exact_where_softmax_underflows():

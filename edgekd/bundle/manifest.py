@@ -115,6 +115,7 @@ class Policy(Section):
     temperatures: list[float]
     running_ensemble: bool = False  # early exits answer with the geometric ensemble of the exits so far (runtime.trail)
     agreement: bool = False  # an early exit's score is 0 where its top-1 class differs from the previous exit's
+    final_ensemble: bool = False  # the final exit answers with the geometric ensemble of every exit (runtime.trail)
     # a learned gate (runtime.gate) scores the early exits: per early exit, its weights over GATE_FEATURES, then the bias
     gate: list[list[float]] = Field(default_factory=list)
     objective: Literal["target_drop", "budget"]

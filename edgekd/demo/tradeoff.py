@@ -28,6 +28,7 @@ class TradeOff:
         images, labels = load_split(model, data, "val")
         scored = score_exits(model, exit_logits(model, images), labels)
         self.scores, self.correct = scored.scores, scored.correct
+        self.final_alone = scored.exit_correct[-1]  # the plain model: drops are measured from it
         self.costs = np.asarray(model.manifest.exit_costs())
         self.images = len(labels)
         one = images[:1]
@@ -39,13 +40,14 @@ class TradeOff:
 
     def at(self, thresholds: np.ndarray) -> OperatingPoint:
         exits = assign_exits(self.scores, thresholds)
-        return OperatingPoint(thresholds, outcome(self.scores, self.correct, self.costs, thresholds), float(self.path_ms[exits].mean()))
+        return OperatingPoint(thresholds, outcome(self.scores, self.correct, self.costs, thresholds, self.final_alone), float(self.path_ms[exits].mean()))
 
     def for_drop(self, drop: float) -> OperatingPoint:
         """The cheapest thresholds within `drop` points of the final exit's validation accuracy."""
-        thresholds, _ = calibrate(self.scores, self.correct, self.costs, target_drop=drop)
+        thresholds, _ = calibrate(self.scores, self.correct, self.costs, target_drop=drop, reference=self.final_alone)
         return self.at(thresholds)
 
     def curve(self) -> list[OperatingPoint]:
         """A shared threshold swept over the score quantiles: the accuracy / latency frontier."""
-        return [self.at(np.full(len(self.scores) - 1, t)) for t, _ in shared_sweep(self.scores, self.correct, self.costs, count=41)]
+        return [self.at(np.full(len(self.scores) - 1, t)) for t, _ in shared_sweep(self.scores, self.correct, self.costs, count=41,
+                                                                                       reference=self.final_alone)]

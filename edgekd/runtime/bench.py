@@ -55,7 +55,8 @@ def run_bench(bundle: str | Path, data: str | Path, *, repeats: int = 50, batch:
                  "flops_fraction": round(float(model.manifest.exits[k].flops / model.manifest.exits[-1].flops), 4)}
                 for k in range(k_exits)]
     curve = []
-    for t, result in shared_sweep(scores, correct, costs, count=41):
+    final_alone = scored.exit_correct[-1]  # the plain model, which every drop is measured from
+    for t, result in shared_sweep(scores, correct, costs, count=41, reference=final_alone):
         exits = assign_exits(scores, np.full(k_exits - 1, t))
         curve.append({"threshold": round(t, 5), "accuracy": round(result.accuracy, 3), "flops_fraction": round(result.cost, 4),
                       "latency_ms": round(1e3 * float(path_latency[exits].mean()), 4), "exit_counts": list(result.exit_counts)})
@@ -100,7 +101,7 @@ def _calibrated(model: EarlyExitModel, images: np.ndarray, scored: ExitScores, c
     (the FP32 graphs of a reduced-precision bundle) its full model takes the same turns."""
     thresholds = np.asarray(model.thresholds)
     scores, correct = scored.scores, scored.correct
-    result = outcome(scores, correct, costs, thresholds)
+    result = outcome(scores, correct, costs, thresholds, scored.exit_correct[-1])
     k_exits = model.num_exits
     full = {"mode": "exit", "exit": k_exits}
     calls = [(model, {"mode": "early"}), (model, full)] + ([(reference, full)] if reference is not None else [])
@@ -111,12 +112,12 @@ def _calibrated(model: EarlyExitModel, images: np.ndarray, scored: ExitScores, c
                                          lambda: [model.predict(c, mode="early") for c in chunks]], passes, warmup=1)
     copies = {"batch_1": _mean_copies([model.predict(images[i:i + 1], mode="early") for i in range(min(len(images), 256))]),
               f"batch_{batch}": _mean_copies([model.predict(c, mode="early") for c in chunks])}
-    full_accuracy = 100.0 * correct[-1].mean()
+    full_accuracy = 100.0 * scored.exit_correct[-1].mean()
     oracle_cost = oracle_cost_at(scored.exit_correct, costs, result.accuracy)
     predicted_speedup = 1.0 / result.cost
     return {
         "thresholds": thresholds.tolist(), "policy": model.policy_name, "running_ensemble": model.running_ensemble,
-        "agreement": model.agreement, "gate": bool(model.gate), "accuracy": round(result.accuracy, 3),
+        "agreement": model.agreement, "final_ensemble": model.final_ensemble, "gate": bool(model.gate), "accuracy": round(result.accuracy, 3),
         "accuracy_drop": round(full_accuracy - result.accuracy, 3), "flops_fraction": round(result.cost, 4),
         "exit_counts": list(result.exit_counts), "passes": passes,
         "latency_ms_batch1": round(1e3 * measured, 4), "full_latency_ms_batch1": round(1e3 * full_latency, 4),
@@ -160,7 +161,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     c = report.get("calibrated")
     if c:
         lines += [
-            f"calibrated ({c['policy']}, thresholds {', '.join(f'{t:.3f}' for t in c['thresholds'])}): {c['accuracy']:.2f}% "
+            f"calibrated ({c['policy']}{', final exit: ensemble' if c.get('final_ensemble') else ''}, thresholds {', '.join(f'{t:.3f}' for t in c['thresholds'])}): {c['accuracy']:.2f}% "
             f"(drop {c['accuracy_drop']:+.2f} vs final exit), exits {c['exit_counts']}",
             f"  batch 1 (median of {c['passes']} passes over the test images, "
             f"{'one call' if c.get('batch1_in_one_call') else 'the segment chain'}): {c['latency_ms_batch1']:.3f} ms vs full "

@@ -10,6 +10,10 @@ the drop; that is no promise for new data (the search picked the best of many po
 images). With `confidence`, the images are split in half: the policy, its temperatures and the
 threshold points come from the search half, and the target is certified on the certify half
 (`certify`), so that P(drop <= target) >= confidence holds for new i.i.d. data.
+
+The drop is always measured against the final exit alone, the plain model. The final exit may answer
+with the ensemble of every exit instead (`final_ensemble`, `runtime.trail`): that is decided where the
+thresholds are searched, by which of the two reaches the objective more cheaply (or more accurately).
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from edgekd.runtime.certify import Certified, certify_in_sequence, check_confide
 from edgekd.runtime.evaluation import ExitScores, exit_logits, load_split, score_exits
 from edgekd.runtime.gate import fit_gate
 from edgekd.runtime.model import EarlyExitModel
-from edgekd.runtime.policies import POLICIES, fit_temperature
+from edgekd.runtime.policies import POLICIES, fit_temperature, log_softmax
 from edgekd.runtime.score_quality import drop_event_auroc
 from edgekd.runtime.thresholds import Outcome, assign_exits, binomial_se, calibrate
 from edgekd.runtime.trail import ExitTrail
@@ -41,16 +45,18 @@ class Choice(NamedTuple):
     running_ensemble: bool = False
     agreement: bool = False
     gate: bool = False
+    final_ensemble: bool = False
 
     @property
     def description(self) -> str:
         """The policy's name and options, as the log says them."""
+        final = ", the final exit answering with every exit's ensemble" if self.final_ensemble else ""
         if self.gate:
             return "learned gate" + (" on the running ensemble" if self.running_ensemble else "") + \
-                (" with per-exit temperatures" if self.temperature else "")
+                (" with per-exit temperatures" if self.temperature else "") + final
         options = [label for label, on in (("per-exit temperatures", self.temperature), ("running ensemble", self.running_ensemble),
                                            ("agreement", self.agreement)) if on]
-        return self.policy + (f" with {', '.join(options)}" if options else "")
+        return self.policy + (f" with {', '.join(options)}" if options else "") + final
 
 
 class Scored(NamedTuple):
@@ -90,7 +96,7 @@ def _score(model: EarlyExitModel, logits: list[np.ndarray], labels: np.ndarray, 
     since its weights would flatter it on their own images."""
     def walk(gate: list[np.ndarray]) -> ExitScores:
         model.policy_name, model.temperatures, model.gate = choice.policy, temperatures, gate
-        model.running_ensemble, model.agreement = choice.running_ensemble, choice.agreement
+        model.running_ensemble, model.agreement, model.final_ensemble = choice.running_ensemble, choice.agreement, False
         return score_exits(model, logits, labels)
 
     if not choice.gate:
@@ -132,10 +138,37 @@ def _choose_policy(model: EarlyExitModel, logits: list[np.ndarray], labels: np.n
     return max(tried, key=lambda s: s.mean_auroc)  # the first of equals: max_prob, raw
 
 
+def _with_final_ensemble(chosen: Scored, logits: list[np.ndarray], labels: np.ndarray) -> Scored:
+    """`chosen` with the final exit answering with the geometric ensemble of every exit (`runtime.trail`): only
+    what the final exit answers changes, so only the last row of `correct` does (the final exit's score routes nothing)."""
+    log_sum = sum(log_softmax(z, t) for z, t in zip(logits, chosen.temperatures))
+    correct = chosen.correct.copy()
+    correct[-1] = log_sum.argmax(1) == labels  # the normalized product's top class is the sum's
+    return chosen._replace(choice=chosen.choice._replace(final_ensemble=True), correct=correct)
+
+
+def _choose_final_answer(chosen: Scored, logits: list[np.ndarray], labels: np.ndarray, reference: np.ndarray, asked: Choice,
+                         fit: np.ndarray, costs: np.ndarray, objective: dict[str, Any], log: Log) -> Scored:
+    """`chosen` with the final exit answering alone or with every exit's ensemble: as asked, or with `--policy auto`
+    the one whose thresholds on the `fit` rows reach the objective (target drop or budget) more cheaply (more
+    accurately), the final exit alone where they tie."""
+    with_ensemble = _with_final_ensemble(chosen, logits, labels)
+    if asked.final_ensemble or asked.policy != "auto":
+        return with_ensemble if asked.final_ensemble else chosen
+    outcomes = [calibrate(s.scores[:, fit], s.correct[:, fit], costs, reference=reference[fit], **objective)[1]
+                for s in (chosen, with_ensemble)]
+    log(f"the final exit answering alone ({100 * chosen.correct[-1, fit].mean():.2f}% on these images): cost "
+        f"{outcomes[0].cost:.3f}, accuracy {outcomes[0].accuracy:.2f}%; with every exit's ensemble "
+        f"({100 * with_ensemble.correct[-1, fit].mean():.2f}%): cost {outcomes[1].cost:.3f}, accuracy {outcomes[1].accuracy:.2f}%")
+    alone, ensemble = ((o.cost, -o.accuracy) if objective["target_drop"] is not None else (-o.accuracy, o.cost) for o in outcomes)
+    return with_ensemble if ensemble < alone else chosen
+
+
 def _policy_record(chosen: Scored, result: Outcome, images: int, final: float, **fields: Any) -> Policy:
-    """The manifest's record of the chosen policy and its outcome on `images` images (final exit: `final`%)."""
+    """The manifest's record of the chosen policy and its outcome on `images` images (final exit alone: `final`%)."""
     return Policy(name=chosen.choice.policy, temperatures=chosen.temperatures, running_ensemble=chosen.choice.running_ensemble,
-                  agreement=chosen.choice.agreement, gate=[[float(v) for v in w] for w in chosen.gate],
+                  agreement=chosen.choice.agreement, final_ensemble=chosen.choice.final_ensemble,
+                  gate=[[float(v) for v in w] for w in chosen.gate],
                   val_images=images, val_accuracy=round(result.accuracy, 3),
                   val_final_exit_accuracy=round(final, 3), val_mean_cost=round(result.cost, 4),
                   val_exit_counts=list(result.exit_counts), binomial_se=round(binomial_se(result.accuracy, images), 3),
@@ -144,10 +177,10 @@ def _policy_record(chosen: Scored, result: Outcome, images: int, final: float, *
 
 
 def _refusal(certified: Certified, chosen: Scored, search: np.ndarray, certify_images: int, target_drop: float,
-             confidence: float, safest: np.ndarray) -> BadInput:
+             confidence: float, safest: np.ndarray, reference: np.ndarray) -> BadInput:
     """Why nothing could be certified, and how many validation images would do it."""
     searched, _, p = certified.tested[0]
-    drops = signed_drops(chosen.correct[:, search], assign_exits(chosen.scores[:, search], safest))
+    drops = signed_drops(chosen.correct[:, search], assign_exits(chosen.scores[:, search], safest), reference[search])
     needed = images_needed(drops, target_drop, confidence)
     more = (f"about {2 * needed:,} validation images would (half to search, half to certify): carve more "
             f"(data.val_size in the recipe) or give --data a val/ folder" if needed else
@@ -159,14 +192,16 @@ def _refusal(certified: Certified, chosen: Scored, search: np.ndarray, certify_i
 
 def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, target_drop: float | None = None, budget: float | None = None,
                      policy: str = "max_prob", temperature: bool = False, running_ensemble: bool = False, agreement: bool = False,
-                     gate: bool = False, margin: float = 0.0, confidence: float | None = None, seed: int = 0,
+                     gate: bool = False, final_ensemble: bool = False, margin: float = 0.0, confidence: float | None = None, seed: int = 0,
                      precision: str | None = None,
                      log: Log = print) -> Policy:
     """Choose thresholds on validation images and write them (and the policy) into the bundle's manifest.
     `policy='auto'` tries every registered policy with and without per-exit temperatures, running ensemble and
     agreement (runtime.trail), and the learned gate (runtime.gate), and keeps the one whose scores best predict
     the drop event (AUROC). `gate=True` scores the early exits with the gate, fitted where the thresholds are
-    searched. With `confidence` (and `target_drop`), the search and
+    searched. `final_ensemble=True` has the final exit answer with every exit's ensemble; `policy='auto'` tries it
+    both ways and keeps the cheaper. The drop is measured against the final exit alone. With `confidence` (and
+    `target_drop`), the search and
     the certification use the two halves of the validation images (`seed` draws them); a target that the
     certify half cannot support is refused, with the number of images that would do, and nothing is written.
     `precision` (fp16, int8, ...) calibrates on those graphs' own scores and stores the result with them; the
@@ -179,16 +214,19 @@ def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, targ
         raise BadInput("--gate is one of the candidates --policy auto tries already; give one or the other")
     if gate and agreement:
         raise BadInput("the gate weighs agreement with the previous exit itself; drop --agreement")
-    asked = Choice(policy, temperature, running_ensemble, agreement, gate)
+    asked = Choice(policy, temperature, running_ensemble, agreement, gate, final_ensemble)
     model = EarlyExitModel(bundle, precision=precision)
     images, labels = load_split(model, data, "val")
     logits = exit_logits(model, images)
     costs = np.asarray(model.manifest.exit_costs())
+    reference = logits[-1].argmax(1) == labels  # the final exit alone, the plain model: the drop is measured from it
+    goal = {"target_drop": target_drop, "budget": budget, "margin": margin}
     if confidence is None:
         everything = np.arange(len(labels))
         chosen = _choose_policy(model, logits, labels, asked, everything, log)
-        thresholds, result = calibrate(chosen.scores, chosen.correct, costs, target_drop=target_drop, budget=budget, margin=margin)
-        record = _policy_record(chosen, result, len(labels), 100.0 * chosen.correct[-1].mean(), objective=objective, target_drop=target_drop, budget=budget,
+        chosen = _choose_final_answer(chosen, logits, labels, reference, asked, everything, costs, goal, log)
+        thresholds, result = calibrate(chosen.scores, chosen.correct, costs, reference=reference, **goal)
+        record = _policy_record(chosen, result, len(labels), 100.0 * reference.mean(), objective=objective, target_drop=target_drop, budget=budget,
                                 margin=margin)
         drop = record.val_final_exit_accuracy - result.accuracy
         summary = (f"on {len(labels)} validation images: accuracy {result.accuracy:.2f}% (final exit {record.val_final_exit_accuracy:.2f}%, "
@@ -199,17 +237,19 @@ def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, targ
     else:
         search, certify = split_halves(labels, seed)
         chosen = _choose_policy(model, logits, labels, asked, search, log)
-        points = frontier(chosen.scores[:, search], chosen.correct[:, search], costs, target_drop, margin)
+        chosen = _choose_final_answer(chosen, logits, labels, reference, asked, search, costs, goal, log)
+        points = frontier(chosen.scores[:, search], chosen.correct[:, search], costs, target_drop, margin, reference[search])
         log(f"search half ({len(search)} images): {len(points)} points from cost {points[0][1].cost:.3f} to {points[-1][1].cost:.3f}")
-        certified = certify_in_sequence(points, chosen.scores[:, certify], chosen.correct[:, certify], costs, target_drop, confidence)
-        certify_final = 100.0 * chosen.correct[-1, certify].mean()
+        certified = certify_in_sequence(points, chosen.scores[:, certify], chosen.correct[:, certify], costs, target_drop, confidence,
+                                        reference=reference[certify])
+        certify_final = 100.0 * reference[certify].mean()
         for i, (searched, measured, p) in enumerate(certified.tested, 1):
             passed = p <= 1.0 - confidence
             log(f"  point {i}: cost {searched.cost:.3f} on the search half, {measured.cost:.3f} on the certify half, "
                 f"drop {certify_final - measured.accuracy:.2f} there, p = {p:.4f}: "
                 f"{'certified' if passed else 'not certified, stop'}")
         if certified.thresholds is None:
-            raise _refusal(certified, chosen, search, len(certify), target_drop, confidence, points[0][0])
+            raise _refusal(certified, chosen, search, len(certify), target_drop, confidence, points[0][0], reference)
         thresholds, result = certified.thresholds, certified.certify
         record = _policy_record(chosen, result, len(certify), certify_final, objective=objective,
                                 target_drop=target_drop, margin=margin, confidence=confidence, search_images=len(search),

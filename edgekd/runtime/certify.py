@@ -64,21 +64,22 @@ def drop_p_value(drops: np.ndarray, target: float, confidence: float, seed: int 
     return float(min(1.0, np.exp(-log_wealth.max())))
 
 
-def signed_drops(correct: np.ndarray, exits: np.ndarray) -> np.ndarray:
-    """Per image: 1 if the final exit is right and the exit taken is wrong, -1 the other way round, else 0."""
+def signed_drops(correct: np.ndarray, exits: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    """Per image: 1 if the final exit (`reference`; default the last row of `correct`) is right and the answer
+    taken is wrong, -1 the other way round, else 0."""
     taken = correct[exits, np.arange(correct.shape[1])]
-    return correct[-1].astype(int) - taken.astype(int)
+    return (correct[-1] if reference is None else reference).astype(int) - taken.astype(int)
 
 
 def frontier(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, target_drop: float,
-             margin: float = 0.0) -> list[tuple[np.ndarray, Outcome]]:
+             margin: float = 0.0, reference: np.ndarray | None = None) -> list[tuple[np.ndarray, Outcome]]:
     """Threshold points of the search half along the cost-vs-drop frontier, safest (dearest) first:
     the cheapest point at each drop of a ladder from 0 to `target_drop - margin` points, with the
     points another one beats on both cost and accuracy left out; ahead of them, the safest one's
     thresholds raised toward never-exit (`SAFER_FRACTIONS`), dearest first."""
     points: list[tuple[np.ndarray, Outcome]] = []
     for level in np.linspace(0.0, max(target_drop - margin, 0.0), LADDER_STEPS):
-        thresholds, result = calibrate(scores, correct, costs, target_drop=float(level))
+        thresholds, result = calibrate(scores, correct, costs, target_drop=float(level), reference=reference)
         if not any(np.array_equal(thresholds, seen) for seen, _ in points):
             points.append((thresholds, result))
     points.sort(key=lambda p: (p[1].cost, -p[1].accuracy))
@@ -91,22 +92,22 @@ def frontier(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, target_
     safer: list[tuple[np.ndarray, Outcome]] = []
     for fraction in SAFER_FRACTIONS:
         raised = np.where(safest >= NEVER, safest, safest + fraction * (1.0 - safest))
-        result = outcome(scores, correct, costs, raised)
+        result = outcome(scores, correct, costs, raised, reference)
         if result.cost > safest_cost and (not safer or result.cost < safer[-1][1].cost):
             safer.append((raised, result))
     return safer + ladder
 
 
 def certify_in_sequence(points: list[tuple[np.ndarray, Outcome]], scores: np.ndarray, correct: np.ndarray, costs: np.ndarray,
-                        target_drop: float, confidence: float, seed: int = 0) -> Certified:
+                        target_drop: float, confidence: float, seed: int = 0, reference: np.ndarray | None = None) -> Certified:
     """Test `points` (thresholds from the search half, safest first) on the certify half's `scores` and
     `correct`, in order, at level 1 - confidence; keep the last that passes before the first failure."""
     kept: tuple[np.ndarray, Outcome, float] | None = None
     tested: list[tuple[Outcome, Outcome, float]] = []
     for thresholds, searched in points:
         exits = assign_exits(scores, thresholds)
-        p = drop_p_value(signed_drops(correct, exits), target_drop / 100.0, confidence, seed)
-        result = outcome(scores, correct, costs, thresholds)
+        p = drop_p_value(signed_drops(correct, exits, reference), target_drop / 100.0, confidence, seed)
+        result = outcome(scores, correct, costs, thresholds, reference)
         tested.append((searched, result, p))
         if p > 1.0 - confidence:
             break

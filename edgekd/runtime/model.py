@@ -108,6 +108,7 @@ class EarlyExitModel:
         self.temperatures: list[float] = list(policy.temperatures) if policy else [1.0] * self.num_exits
         self.running_ensemble: bool = bool(policy and policy.running_ensemble)
         self.agreement: bool = bool(policy and policy.agreement)
+        self.final_ensemble: bool = bool(policy and policy.final_ensemble)
         self.gate: list[np.ndarray] = _gate_weights(policy.gate, self.num_exits, self.bundle) if policy else []
         self.single_call = single_call
 
@@ -142,7 +143,8 @@ class EarlyExitModel:
         """A fresh walk down the exits with this model's policy, temperatures and look-back options. The gate
         belongs to the calibrated policy: naming another `policy` scores with that policy alone."""
         gate = self.gate if policy in (None, self.policy_name) else []
-        return ExitTrail(get_policy(policy or self.policy_name), self.temperatures, self.running_ensemble, self.agreement, gate)
+        return ExitTrail(get_policy(policy or self.policy_name), self.temperatures, self.running_ensemble, self.agreement, gate,
+                         self.final_ensemble)
 
     def predict(self, inputs: Any, *, mode: str = "auto", exit: int | None = None, thresholds: Sequence[float] | None = None,
                 policy: str | None = None) -> Prediction:
@@ -169,13 +171,13 @@ class EarlyExitModel:
 
     def single_call_for(self, policy: str | None = None) -> SingleCall | None:
         """The joined batch-1 early-exit graph for `policy` (the calibrated one by default), where the backend
-        runs one and the policy is computed in it: the look-back options (running ensemble, agreement, a gate)
-        need the chain. None: a single image walks the segment chain."""
+        runs one and the policy is computed in it, the final exit's ensemble too: the early exits' look-back options
+        (running ensemble, agreement, a gate) need the chain. None: a single image walks the segment chain."""
         name = policy or self.policy_name
         looks_back = self.running_ensemble or self.agreement or bool(self.gate and name == self.policy_name)
         if not self.single_call or looks_back or name not in SINGLE_CALL_POLICIES:
             return None
-        return self.backend.single_call(name, get_policy(name), self.temperatures)
+        return self.backend.single_call(name, get_policy(name), self.temperatures, self.final_ensemble)
 
     def _early(self, batch: np.ndarray, thresholds: Sequence[float], policy: str | None) -> Prediction:
         call = self.single_call_for(policy) if len(batch) == 1 else None

@@ -11,7 +11,9 @@ joins a bundle's segment graphs into one graph that does the whole walk itself:
 
 Each exit's probabilities (softmax of its logits over its temperature) and its score (`max_prob`,
 `margin` or `entropy`, as `runtime.policies` defines them) are computed in the graph, so Python reads
-one answer per call. The thresholds are an input: recalibrating needs no new graph. The options that
+one answer per call. The thresholds are an input: recalibrating needs no new graph. With the final
+exit's ensemble (`runtime.trail`) the last level answers with the geometric ensemble of every exit's
+logits, which the nested branches read from the levels around them. The early exits' options that
 look back along the chain (running ensemble, agreement, a learned gate) stay on the segment chain.
 
 Outputs: `probs` (1, C), the exit taken's probabilities; `scores` (1, K), every exit's score up to the
@@ -159,6 +161,23 @@ def _score_nodes(logits: str, temperature: float, policy: str, classes: int, p: 
     return nodes, weights
 
 
+def _ensemble_nodes(count: int, temperatures: Sequence[float], p: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """Nodes writing `{p}logits`: the mean of every exit's temperature-scaled log-probabilities, whose softmax
+    is the normalized geometric ensemble `runtime.trail` answers with at the final exit."""
+    node = helper.make_node
+    nodes, weights, parts = [], [_const(p + "count", float(count))], []
+    for j in range(1, count + 1):
+        logits, q = _segment_prefix(j) + names.logits(j), f"{p}{j}/"
+        if temperatures[j - 1] != 1.0:
+            weights.append(_const(q + "T", temperatures[j - 1]))
+            nodes.append(node("Div", [logits, q + "T"], [q + "scaled"]))
+            logits = q + "scaled"
+        nodes.append(node("LogSoftmax", [logits], [q + "log_probs"], axis=1))
+        parts.append(q + "log_probs")
+    nodes += [node("Sum", parts, [p + "sum"]), node("Div", [p + "sum", p + "count"], [p + "logits"])]
+    return nodes, weights
+
+
 def _outputs(p: str, classes: int, tail: int) -> list[onnx.ValueInfoProto]:
     return [helper.make_tensor_value_info(p + PROBS, TensorProto.FLOAT, [1, classes]),
             helper.make_tensor_value_info(p + SCORES, TensorProto.FLOAT, [tail]),
@@ -169,10 +188,11 @@ def _segment_prefix(k: int) -> str:
     return f"L{k}/segment/"
 
 
-def _level(segments: Sequence[onnx.ModelProto], k: int, policy: str, temperatures: Sequence[float], classes: int
-           ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+def _level(segments: Sequence[onnx.ModelProto], k: int, policy: str, temperatures: Sequence[float], classes: int,
+           final_ensemble: bool = False) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """Nodes from segment k (1-based) on, writing `L{k}/probs`, `L{k}/scores` (exits k..K) and `L{k}/exit`.
-    Level k's names start with `L{k}/`: the segment's own under `L{k}/segment/`, its score's under `L{k}/score/`."""
+    Level k's names start with `L{k}/`: the segment's own under `L{k}/segment/`, its score's under `L{k}/score/`
+    (the final exit's ensemble under `L{K}/ensemble/`)."""
     count, p = len(segments), f"L{k}/"
     target = names.IMAGE if k == 1 else _segment_prefix(k - 1) + names.feature(k - 1)
     graph, quantized = segments[k - 1].graph, None
@@ -180,8 +200,12 @@ def _level(segments: Sequence[onnx.ModelProto], k: int, policy: str, temperature
         tensor, dropped = _quantized_handoff(segments[k - 2].graph, names.feature(k - 1), graph, names.segment_input(k))
         quantized = (_segment_prefix(k - 1) + tensor, dropped) if tensor else None
     nodes, weights = _renamed(graph, _segment_prefix(k), names.segment_input(k), target, quantized)
-    more_nodes, more_weights = _score_nodes(_segment_prefix(k) + names.logits(k), temperatures[k - 1], policy, classes,
-                                            p + "score/")
+    answer, temperature = _segment_prefix(k) + names.logits(k), temperatures[k - 1]
+    if final_ensemble and k == count:
+        more_nodes, more_weights = _ensemble_nodes(count, temperatures, p + "ensemble/")
+        nodes, weights = nodes + more_nodes, weights + more_weights
+        answer, temperature = p + "ensemble/logits", 1.0
+    more_nodes, more_weights = _score_nodes(answer, temperature, policy, classes, p + "score/")
     nodes, weights = nodes + more_nodes, weights + more_weights
     node, probs, score = helper.make_node, p + "score/probs", p + "score/score"
     if k == count:
@@ -198,7 +222,7 @@ def _level(segments: Sequence[onnx.ModelProto], k: int, policy: str, temperature
          node("Constant", [], [then + SCORES], value=_const(then + "nan", [math.nan] * (count - k))),
          node("Constant", [], [then + EXIT], value=_const(then + "k", k, np.int64))],
         then.rstrip("/"), [], _outputs(then, classes, count - k))
-    deeper_nodes, deeper_weights = _level(segments, k + 1, policy, temperatures, classes)
+    deeper_nodes, deeper_weights = _level(segments, k + 1, policy, temperatures, classes, final_ensemble)
     go_on = helper.make_graph(deeper_nodes, f"L{k + 1}", [], _outputs(f"L{k + 1}/", classes, count - k),
                               initializer=deeper_weights)
     nodes += [node("If", [p + "leaves_now"], [p + PROBS, p + "tail", p + EXIT], then_branch=leave, else_branch=go_on),
@@ -217,15 +241,16 @@ def _opsets(segments: Sequence[onnx.ModelProto]) -> list[onnx.OperatorSetIdProto
 
 
 def single_call_graph(segments: Sequence[onnx.ModelProto], policy: str, temperatures: Sequence[float],
-                      image_shape: Sequence[int], classes: int) -> onnx.ModelProto:
-    """The segments (segment_1 first) joined into one batch-1 early-exit graph (see the module's docstring)."""
+                      image_shape: Sequence[int], classes: int, final_ensemble: bool = False) -> onnx.ModelProto:
+    """The segments (segment_1 first) joined into one batch-1 early-exit graph (see the module's docstring);
+    `final_ensemble`: the final exit answers with the ensemble of every exit."""
     if policy not in POLICIES:
         raise NotJoinable(f"policy {policy!r} is not computed in the graph (only {', '.join(POLICIES)})")
     image = segments[0].graph.input[0]
     if image.type.tensor_type.elem_type != TensorProto.FLOAT:
         raise NotJoinable("the first segment does not take float32 images")
     count = len(segments)
-    nodes, weights = _level(segments, 1, policy, temperatures, classes)
+    nodes, weights = _level(segments, 1, policy, temperatures, classes, final_ensemble)
     weights.append(_const("batch_of_one", [1, count], np.int64))
     nodes += [helper.make_node("Identity", ["L1/" + PROBS], [PROBS]),
               helper.make_node("Reshape", ["L1/" + SCORES, "batch_of_one"], [SCORES]),
@@ -257,14 +282,15 @@ PROBE_TOLERANCE = 1e-5  # probabilities: the same kernels give the same sums up 
 
 
 def single_call_disagrees(call: SingleCall, chain: Any, policy: Any, temperatures: Sequence[float],
-                          image_shape: Sequence[int]) -> str | None:
+                          image_shape: Sequence[int], final_ensemble: bool = False) -> str | None:
     """Where the joined graph's answers differ from the chain's on a seeded random image, made to leave at
     every exit in turn (thresholds below every score up to there, above them before it); None where they agree."""
-    from edgekd.runtime.policies import softmax
+    from edgekd.runtime.trail import ExitTrail
 
     image = np.random.default_rng(0).standard_normal((1, *image_shape)).astype(np.float32)
     count = call.num_exits
-    expected = [softmax(z, t) for z, t in zip(chain.run_through(image, count), temperatures)]
+    trail = ExitTrail(policy, temperatures, final_ensemble=final_ensemble)
+    expected = [trail.step(z, k)[0] for k, z in enumerate(chain.run_through(image, count))]
     for k in range(1, count + 1):
         thresholds = [2.0] * (k - 1) + [-1.0] * (count - k)
         probs, scores, exit = call.run(image, thresholds)

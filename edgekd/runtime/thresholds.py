@@ -11,6 +11,9 @@ Search (`calibrate`):
    objective with the others held, until a full pass changes nothing.
 Objectives: `target_drop` - the smallest mean cost whose accuracy is within `target_drop` points
 of the final exit's (plus `margin`); `budget` - the best accuracy whose mean cost is at most `budget`.
+The drop is measured against the final exit alone (`reference`: which samples it gets right), which is
+the plain model, also where the last row of `correct` is what the final exit answers with the
+ensemble of every exit (`runtime.trail`).
 The search's own figures are optimistic for new data (it picked the best of many points on these
 images); `certify` tests its points on images it never saw.
 """
@@ -48,12 +51,14 @@ def mean_cost(counts: np.ndarray, costs: np.ndarray, n: int) -> np.ndarray:
     return total / n
 
 
-def outcome(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, thresholds: np.ndarray) -> Outcome:
+def outcome(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, thresholds: np.ndarray,
+            reference: np.ndarray | None = None) -> Outcome:
+    """Accuracy, cost and exit counts of `thresholds`; the drop's s.e. against `reference` (default: the last row of `correct`)."""
     exits = assign_exits(scores, thresholds)
     taken = correct[exits, np.arange(scores.shape[1])]
     counts = np.bincount(exits, minlength=len(costs))
     return Outcome(float(100.0 * (taken.sum() / len(taken))), float(mean_cost(counts, costs, len(taken))), tuple(counts.tolist()),
-                   drop_se(correct[-1], taken))
+                   drop_se(correct[-1] if reference is None else reference, taken))
 
 
 def sweep_one(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, thresholds: np.ndarray, k: int,
@@ -83,10 +88,11 @@ def candidates(scores: np.ndarray, count: int = 101) -> list[np.ndarray]:
     return [np.unique(np.append(np.quantile(s, np.linspace(0, 1, count)), NEVER)) for s in scores[:-1]]
 
 
-def shared_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, count: int = 101) -> list[tuple[float, Outcome]]:
+def shared_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, count: int = 101,
+                 reference: np.ndarray | None = None) -> list[tuple[float, Outcome]]:
     """(threshold, outcome) for one threshold shared by every early exit, over the scores' quantiles."""
     grid = np.unique(np.append(np.quantile(scores[:-1], np.linspace(0, 1, count)), NEVER))
-    return [(float(t), outcome(scores, correct, costs, np.full(len(scores) - 1, t))) for t in grid]
+    return [(float(t), outcome(scores, correct, costs, np.full(len(scores) - 1, t), reference)) for t in grid]
 
 
 def _better(a: Outcome, b: Outcome | None, objective: str, limit: float) -> bool:
@@ -101,22 +107,23 @@ def _better(a: Outcome, b: Outcome | None, objective: str, limit: float) -> bool
 
 
 def calibrate(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, *, target_drop: float | None = None,
-              budget: float | None = None, margin: float = 0.0) -> tuple[np.ndarray, Outcome]:
-    """Thresholds (K-1,) and their validation outcome for the objective (exactly one of target_drop, budget)."""
+              budget: float | None = None, margin: float = 0.0, reference: np.ndarray | None = None) -> tuple[np.ndarray, Outcome]:
+    """Thresholds (K-1,) and their validation outcome for the objective (exactly one of target_drop, budget);
+    the drop is taken from `reference`'s accuracy (default: the last row of `correct`)."""
     if (target_drop is None) == (budget is None):
         raise BadInput("give exactly one of target_drop (accuracy points) or budget (fraction of the model's FLOPs)")
     objective = "target_drop" if target_drop is not None else "budget"
-    final_accuracy = 100.0 * correct[-1].mean()
+    final_accuracy = 100.0 * (correct[-1] if reference is None else reference).mean()
     limit = final_accuracy - target_drop + margin if objective == "target_drop" else float(budget)
     best_t, best = None, None
-    for t, result in shared_sweep(scores, correct, costs):
+    for t, result in shared_sweep(scores, correct, costs, reference=reference):
         if _better(result, best, objective, limit):
             best_t, best = np.full(len(scores) - 1, t), result
     if best is None:
         if objective == "budget":
             raise BadInput(f"no thresholds keep the mean cost within budget {budget:.2f}: even leaving every sample at "
                            f"exit 1 costs {costs[0]:.2f} of the model")
-        best_t, best = np.full(len(scores) - 1, NEVER), outcome(scores, correct, costs, np.full(len(scores) - 1, NEVER))
+        best_t, best = np.full(len(scores) - 1, NEVER), outcome(scores, correct, costs, np.full(len(scores) - 1, NEVER), reference)
     options = candidates(scores)
     improved = True
     while improved:
@@ -129,7 +136,7 @@ def calibrate(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, *, tar
             keys = (-accuracy[feasible], cost[feasible]) if objective == "target_drop" else (cost[feasible], -accuracy[feasible])
             trial = best_t.copy()
             trial[k] = values[feasible[np.lexsort(keys)[0]]]  # lexsort's last key is the primary; stable: the first of equals
-            result = outcome(scores, correct, costs, trial)
+            result = outcome(scores, correct, costs, trial, reference)
             if _better(result, best, objective, limit):
                 best_t, best, improved = trial, result, True
     return best_t, best

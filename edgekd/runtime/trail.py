@@ -1,13 +1,15 @@
 """One batch's walk down the exits: what each exit answers and how sure it is, given the exits before it.
 
-The options here look back along the chain, for the early exits only; the final exit always answers
-alone, so the drop is measured against the plain model:
+The options here look back along the chain, for the early exits, and one for the final exit:
 - `running_ensemble`: exit k answers with the geometric ensemble of exits 1..k (the normalized
   product of their temperature-scaled probabilities), and is scored on it;
 - `agreement`: exit k's score is 0 where its top-1 class differs from exit k-1's, so a sample
   leaves only where two exits in a row agree (exit 1 is scored as it is);
 - `gate`: exit k's score is a learned gate's P(no drop event) over its own scores, the running
-  ensemble's and agreement (`runtime.gate`), in place of the policy's score.
+  ensemble's and agreement (`runtime.gate`), in place of the policy's score;
+- `final_ensemble`: the final exit answers with the geometric ensemble of every exit, not alone. A
+  sample that reaches it has paid for every exit's logits already, so the ensemble costs a softmax.
+  The drop is still measured against the final exit alone, the plain model (`runtime.thresholds`).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ class ExitTrail:
     running_ensemble: bool = False
     agreement: bool = False
     gate: Sequence[np.ndarray] = ()  # per early exit: the gate's weights (runtime.gate); empty: no gate
+    final_ensemble: bool = False
     log_sum: Optional[np.ndarray] = field(default=None, repr=False)  # sum of exits 1..k's log-probabilities
     previous: Optional[np.ndarray] = field(default=None, repr=False)  # exit k's own top-1 classes
 
@@ -52,13 +55,15 @@ class ExitTrail:
         if self.gate and not final:
             probs, features = self.look(logits, k)
             return probs, gate_scores(features, self.gate[k])
-        if self.running_ensemble and not final:
+        if (self.running_ensemble and not final) or (self.final_ensemble and final):
             log_p = log_softmax(logits, self.temperatures[k])
             own_labels = log_p.argmax(1)
             probs = self._ensemble(log_p, k)
         else:
             probs = softmax(logits, self.temperatures[k])
             own_labels = probs.argmax(1)
+            if self.final_ensemble:  # the final exit's ensemble needs every exit's log-probabilities
+                self._ensemble(log_softmax(logits, self.temperatures[k]), k)
         scores = self.score(probs)
         if self.agreement:
             if self.previous is not None:

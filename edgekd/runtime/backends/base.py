@@ -73,9 +73,10 @@ class Backend:
         return self.chain
 
     def single_call(self, policy: str, score: "Callable[[np.ndarray], np.ndarray]",
-                    temperatures: Sequence[float]) -> "SingleCall | None":
+                    temperatures: Sequence[float], final_ensemble: bool = False) -> "SingleCall | None":
         """The batch-1 early exit as one call (`runtime.single_call`) with exit policy `policy` (its score
-        function `score`), where this backend runs one; None: the early-exit loop runs the chain."""
+        function `score`; `final_ensemble`: the final exit answers with every exit's ensemble), where this
+        backend runs one; None: the early-exit loop runs the chain."""
         return None
 
 

@@ -31,7 +31,7 @@ class CpuBackend(OnnxruntimeBackend):
         self.blocked_handoff = blocked_handoff
         self._blocked_chains: dict[bool, SegmentChain] = {}  # by parallel_copy
         self._blocked_graphs: dict[bool, list[bytes]] = {}  # the blocked chains' segment graphs, where they serve
-        self._single_calls: dict[tuple[str, tuple[float, ...]], SingleCall | None] = {}
+        self._single_calls: dict[tuple[str, tuple[float, ...], bool], SingleCall | None] = {}
         self._handoff_bytes = max((4 * int(np.prod(e.feature_shape)) for e in self.manifest.exits[:-1]), default=0)
 
     def chain_for(self, rows: int) -> SegmentChain:
@@ -80,35 +80,37 @@ class CpuBackend(OnnxruntimeBackend):
         return blocked, ""
 
     def single_call(self, policy: str, score: Callable[[np.ndarray], np.ndarray],
-                    temperatures: Sequence[float]) -> SingleCall | None:
-        """The segments joined into one batch-1 early-exit graph, built on first use for each policy and
-        temperatures: from the segments batch 1 runs on, so feature maps stay in the blocked layout between
+                    temperatures: Sequence[float], final_ensemble: bool = False) -> SingleCall | None:
+        """The segments joined into one batch-1 early-exit graph, built on first use for each policy,
+        temperatures and final answer: from the segments batch 1 runs on, so feature maps stay in the blocked layout between
         exits where the chain's do (`layout`). It must build and give the chain's answers at every exit on a probe image, else None
         (the chain serves; one debug line on the `edgekd.runtime` logger says why)."""
-        key = (policy, tuple(float(t) for t in temperatures))
+        key = (policy, tuple(float(t) for t in temperatures), final_ensemble)
         if key not in self._single_calls:
-            call, reason = self._probed_single_call(policy, score, temperatures)
+            call, reason = self._probed_single_call(policy, score, temperatures, final_ensemble)
             if call is None:
                 log.debug("%s: batch-1 early exit runs the segment chain, not one call: %s", self.bundle, reason)
             self._single_calls[key] = call
         return self._single_calls[key]
 
     def _probed_single_call(self, policy: str, score: Callable[[np.ndarray], np.ndarray],
-                            temperatures: Sequence[float]) -> tuple[SingleCall | None, str]:
+                            temperatures: Sequence[float], final_ensemble: bool) -> tuple[SingleCall | None, str]:
         from edgekd.runtime.sessions import make_session
 
         blocked = self._blocked_graphs.get(False) if self.chain_for(1) is not self.chain else None
         segments = [onnx.load_from_string(g) for g in blocked] if blocked else \
             [onnx.load(str(self.graph_path(s))) for s in names.segments(self.manifest.num_exits)]
         try:
-            graph = single_call_graph(segments, policy, temperatures, self.manifest.input.shape, len(self.manifest.classes))
+            graph = single_call_graph(segments, policy, temperatures, self.manifest.input.shape, len(self.manifest.classes),
+                                      final_ensemble)
         except NotJoinable as err:
             return None, str(err)
         try:
             call = SingleCall(make_session(graph.SerializeToString(), self.providers, self.threads,
                                            share_pool=self.shared_threads, optimized=blocked is not None),
                               self.manifest.num_exits)
-            disagreement = single_call_disagrees(call, self.chain, score, temperatures, self.manifest.input.shape)
+            disagreement = single_call_disagrees(call, self.chain, score, temperatures, self.manifest.input.shape,
+                                                 final_ensemble)
         except Exception as err:  # noqa: BLE001 - onnxruntime may refuse the joined graph anywhere; the chain stays right
             return None, f"the joined graph failed to build or run ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
         return (None, disagreement) if disagreement else (call, "")
