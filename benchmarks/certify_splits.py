@@ -7,7 +7,7 @@ Each split is a fresh `calibrate_bundle(seed=s)` on a copy of the bundle (restor
 refusals are counted too.
 
     python benchmarks/certify_splits.py export/self_kd_resnet18_cifar10 --data ../shared/data/cifar10 \
-        --target-drop 1.0 --confidence 0.9 --splits 20 [--policy auto]
+        --target-drop 1.0 --confidence 0.9 --splits 20 [--policy auto] [--final-ensemble]
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--confidence", type=float, default=0.9)
     parser.add_argument("--splits", type=int, default=20)
     parser.add_argument("--policy", default="auto")
+    parser.add_argument("--final-ensemble", action="store_true", help="the final exit answers with every exit's ensemble")
     args = parser.parse_args()
     reference = EarlyExitModel(args.bundle)
     test_images, test_labels = load_split(reference, args.data, "test")
@@ -46,7 +47,8 @@ def main() -> None:
             shutil.copytree(args.bundle, copy, dirs_exist_ok=True)  # the original manifest back, without the last split's thresholds
             try:
                 policy = calibrate_bundle(copy, args.data, target_drop=args.target_drop, policy=args.policy,
-                                          confidence=args.confidence, seed=seed, log=lambda message: None)
+                                          final_ensemble=args.final_ensemble, confidence=args.confidence, seed=seed,
+                                          log=lambda message: None)
             except BadInput as refusal:
                 refused += 1
                 print(f"split {seed:2d}: refused ({str(refusal)[:120]}...)")
