@@ -29,7 +29,7 @@ from edgekd.runtime.certify import Certified, certify_in_sequence, check_confide
 from edgekd.runtime.evaluation import ExitScores, exit_logits, load_split, score_exits
 from edgekd.runtime.gate import fit_gate
 from edgekd.runtime.model import EarlyExitModel
-from edgekd.runtime.policies import POLICIES, fit_temperature, log_softmax
+from edgekd.runtime.policies import POLICIES, fit_temperature
 from edgekd.runtime.score_quality import drop_event_auroc
 from edgekd.runtime.thresholds import Outcome, assign_exits, binomial_se, calibrate
 from edgekd.runtime.trail import ExitTrail
@@ -141,9 +141,10 @@ def _choose_policy(model: EarlyExitModel, logits: list[np.ndarray], labels: np.n
 def _with_final_ensemble(chosen: Scored, logits: list[np.ndarray], labels: np.ndarray) -> Scored:
     """`chosen` with the final exit answering with the geometric ensemble of every exit (`runtime.trail`): only
     what the final exit answers changes, so only the last row of `correct` does (the final exit's score routes nothing)."""
-    log_sum = sum(log_softmax(z, t) for z, t in zip(logits, chosen.temperatures))
+    trail = ExitTrail(POLICIES.get(chosen.choice.policy), chosen.temperatures, final_ensemble=True)
+    answers = [trail.step(z, k)[0] for k, z in enumerate(logits)]
     correct = chosen.correct.copy()
-    correct[-1] = log_sum.argmax(1) == labels  # the normalized product's top class is the sum's
+    correct[-1] = answers[-1].argmax(1) == labels
     return chosen._replace(choice=chosen.choice._replace(final_ensemble=True), correct=correct)
 
 
@@ -152,9 +153,11 @@ def _choose_final_answer(chosen: Scored, logits: list[np.ndarray], labels: np.nd
     """`chosen` with the final exit answering alone or with every exit's ensemble: as asked, or with `--policy auto`
     the one whose thresholds on the `fit` rows reach the objective (target drop or budget) more cheaply (more
     accurately), the final exit alone where they tie."""
+    if asked.final_ensemble:
+        return _with_final_ensemble(chosen, logits, labels)
+    if asked.policy != "auto":
+        return chosen
     with_ensemble = _with_final_ensemble(chosen, logits, labels)
-    if asked.final_ensemble or asked.policy != "auto":
-        return with_ensemble if asked.final_ensemble else chosen
     outcomes = [calibrate(s.scores[:, fit], s.correct[:, fit], costs, reference=reference[fit], **objective)[1]
                 for s in (chosen, with_ensemble)]
     log(f"the final exit answering alone ({100 * chosen.correct[-1, fit].mean():.2f}% on these images): cost "

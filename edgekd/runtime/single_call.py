@@ -124,16 +124,19 @@ def _renamed(graph: onnx.GraphProto, prefix: str, source: str, target: str,
     return nodes, weights
 
 
+def _scaled(logits: str, temperature: float, p: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto], str]:
+    """(nodes, weights, name) of `logits` divided by `temperature` as `{p}scaled`; `logits` itself where it is 1."""
+    if temperature == 1.0:
+        return [], [], logits
+    return [helper.make_node("Div", [logits, p + "T"], [p + "scaled"])], [_const(p + "T", temperature)], p + "scaled"
+
+
 def _score_nodes(logits: str, temperature: float, policy: str, classes: int, p: str
                  ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """Nodes computing `{p}probs` (1, C) and `{p}score` (1,) from `logits`, as `runtime.policies` does."""
     node = helper.make_node
-    nodes, weights = [], [_const(p + "vector", [1], np.int64)]
-    scaled = logits
-    if temperature != 1.0:
-        nodes.append(node("Div", [logits, p + "T"], [p + "scaled"]))
-        weights.append(_const(p + "T", temperature))
-        scaled = p + "scaled"
+    nodes, weights, scaled = _scaled(logits, temperature, p)
+    weights.append(_const(p + "vector", [1], np.int64))
     nodes.append(node("Softmax", [scaled], [p + "probs"], axis=1))
     if policy == "max_prob":
         nodes.append(node("TopK", [p + "probs", p + "vector"], [p + "top", p + "top_index"], axis=1))
@@ -167,12 +170,10 @@ def _ensemble_nodes(count: int, temperatures: Sequence[float], p: str) -> tuple[
     node = helper.make_node
     nodes, weights, parts = [], [_const(p + "count", float(count))], []
     for j in range(1, count + 1):
-        logits, q = _segment_prefix(j) + names.logits(j), f"{p}{j}/"
-        if temperatures[j - 1] != 1.0:
-            weights.append(_const(q + "T", temperatures[j - 1]))
-            nodes.append(node("Div", [logits, q + "T"], [q + "scaled"]))
-            logits = q + "scaled"
-        nodes.append(node("LogSoftmax", [logits], [q + "log_probs"], axis=1))
+        q = f"{p}{j}/"
+        scale_nodes, scale_weights, scaled = _scaled(_segment_prefix(j) + names.logits(j), temperatures[j - 1], q)
+        nodes += scale_nodes + [node("LogSoftmax", [scaled], [q + "log_probs"], axis=1)]
+        weights += scale_weights
         parts.append(q + "log_probs")
     nodes += [node("Sum", parts, [p + "sum"]), node("Div", [p + "sum", p + "count"], [p + "logits"])]
     return nodes, weights

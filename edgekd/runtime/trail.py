@@ -35,9 +35,13 @@ class ExitTrail:
     log_sum: Optional[np.ndarray] = field(default=None, repr=False)  # sum of exits 1..k's log-probabilities
     previous: Optional[np.ndarray] = field(default=None, repr=False)  # exit k's own top-1 classes
 
+    def _add(self, log_p: np.ndarray) -> None:
+        """Adds an exit's log-probabilities to the trail's sum."""
+        self.log_sum = log_p if self.log_sum is None else self.log_sum + log_p
+
     def _ensemble(self, log_p: np.ndarray, k: int) -> np.ndarray:
         """Adds exit `k`'s log-probabilities to the trail; the normalized geometric mean of exits 1..k."""
-        self.log_sum = log_p if self.log_sum is None else self.log_sum + log_p
+        self._add(log_p)
         return softmax(self.log_sum, float(k + 1))
 
     def look(self, logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +67,7 @@ class ExitTrail:
             probs = softmax(logits, self.temperatures[k])
             own_labels = probs.argmax(1)
             if self.final_ensemble:  # the final exit's ensemble needs every exit's log-probabilities
-                self._ensemble(log_softmax(logits, self.temperatures[k]), k)
+                self._add(log_softmax(logits, self.temperatures[k]))
         scores = self.score(probs)
         if self.agreement:
             if self.previous is not None:
