@@ -7,7 +7,7 @@ Each split is a fresh `calibrate_bundle(seed=s)` on a copy of the bundle (restor
 refusals are counted too.
 
     python benchmarks/certify_splits.py export/self_kd_resnet18_cifar10 --data ../shared/data/cifar10 \
-        --target-drop 1.0 --confidence 0.9 --splits 20 [--policy auto] [--final-ensemble]
+        --target-drop 1.0 --confidence 0.9 --splits 20 [--policy auto] [--final-ensemble] [--certify-test betting]
 """
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ import shutil
 import statistics
 import tempfile
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 
+from edgekd.bundle.manifest import DropTest
 from edgekd.errors import BadInput
 from edgekd.runtime.calibration import calibrate_bundle
 from edgekd.runtime.evaluation import exit_logits, load_split, score_exits
@@ -34,6 +36,7 @@ def main() -> None:
     parser.add_argument("--confidence", type=float, default=0.9)
     parser.add_argument("--splits", type=int, default=20)
     parser.add_argument("--policy", default="auto")
+    parser.add_argument("--certify-test", default="exact", choices=list(get_args(DropTest)), help="the test on the certify half")
     parser.add_argument("--final-ensemble", action="store_true", help="the final exit answers with every exit's ensemble")
     args = parser.parse_args()
     reference = EarlyExitModel(args.bundle)
@@ -48,6 +51,7 @@ def main() -> None:
             try:
                 policy = calibrate_bundle(copy, args.data, target_drop=args.target_drop, policy=args.policy,
                                           final_ensemble=args.final_ensemble, confidence=args.confidence, seed=seed,
+                                          certify_test=args.certify_test,
                                           log=lambda message: None)
             except BadInput as refusal:
                 refused += 1

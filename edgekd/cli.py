@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from edgekd.errors import EdgekdError, guarded
 
@@ -134,10 +134,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     if (args.target_drop is None) == (args.budget is None):
         raise EdgekdError("give exactly one of --target-drop POINTS or --budget FRACTION")
+    if args.certify_test is not None and args.confidence is None:
+        raise EdgekdError("--certify-test chooses how --confidence certifies the target; give --confidence too (e.g. 0.9)")
     calibrate_bundle(args.bundle, args.data, target_drop=args.target_drop, budget=args.budget, policy=args.policy,
                      temperature=args.temperature, running_ensemble=args.running_ensemble, agreement=args.agreement,
                      gate=args.gate, final_ensemble=args.final_ensemble, margin=args.margin, confidence=args.confidence,
-                     precision=args.precision)
+                     certify_test=args.certify_test or "exact", precision=args.precision)
     return 0
 
 
@@ -187,6 +189,7 @@ def _runtime_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from edgekd import __version__
+    from edgekd.bundle.manifest import DropTest
     from edgekd.recipe import add_arguments
 
     parser = argparse.ArgumentParser(prog="edgekd", description="Distill, export and run multi-exit edge models.")
@@ -257,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --target-drop: search on half of the validation images and certify the target on the "
                             "other half, so that P(drop <= target) >= this level on new data (e.g. 0.9); refused, with "
                             "the number of images needed, when the data cannot support it")
+    calib.add_argument("--certify-test", choices=list(get_args(DropTest)),
+                       help="with --confidence: the test of the drop on the certify half; exact (the exact unconditional "
+                            "score test for paired proportions, the default and the more powerful) or betting (a betting martingale)")
     calib.set_defaults(func=cmd_calibrate)
     bench = sub.add_parser("bench", help="per-exit accuracy/latency, early-exit curve, oracle, calibrated point (JSON + PNG)")
     bench.add_argument("bundle")

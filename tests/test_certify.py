@@ -1,10 +1,13 @@
-"""Certifying a target drop on the half of validation the search never saw: the betting test, the
-fixed-sequence rule, and that the promise holds on new data after a search."""
+"""Certifying a target drop on the half of validation the search never saw: the exact and betting
+tests, the fixed-sequence rule, and that the promise holds on new data after a search."""
+import math
+
 import numpy as np
 import pytest
 
-from edgekd.runtime.certify import (SAFER_FRACTIONS, certify_in_sequence, check_confidence, drop_p_value, frontier, images_needed, signed_drops,
+from edgekd.runtime.certify import (SAFER_FRACTIONS, certify_in_sequence, check_confidence, frontier, images_needed, signed_drops,
                                     split_halves)
+from edgekd.runtime.drop_tests import DROP_TESTS, exact_p_value, score_statistic
 from edgekd.runtime.thresholds import NEVER, assign_exits, calibrate, outcome
 
 
@@ -14,31 +17,90 @@ def _drops(rng, n, worse, better):
     return np.where(u < worse, 1, np.where(u < worse + better, -1, 0))
 
 
-def test_the_test_rejects_a_true_drop_at_the_target_at_most_as_often_as_its_level():
-    rng = np.random.default_rng(0)
-    # the drop is exactly the target (0.5 points), with 3% of images discordant
-    rejected = [drop_p_value(_drops(rng, 3000, 0.0175, 0.0125), 0.005, 0.9, seed=i) <= 0.1 for i in range(300)]
-    assert np.mean(rejected) <= 0.1 + 3 * np.sqrt(0.1 * 0.9 / 300)
-    worse = [drop_p_value(_drops(rng, 3000, 0.03, 0.01), 0.005, 0.9, seed=i) <= 0.1 for i in range(100)]
+@pytest.mark.parametrize("test", sorted(DROP_TESTS))
+def test_each_test_rejects_a_true_drop_at_the_target_at_most_as_often_as_its_level(test):
+    p_value, rng = DROP_TESTS[test], np.random.default_rng(0)
+    # the drop is exactly the target (0.5 points), with 1%, 3% and 10% of images discordant
+    for worse, better in ((0.0075, 0.0025), (0.0175, 0.0125), (0.0525, 0.0475)):
+        rejected = [p_value(_drops(rng, 1500, worse, better), 0.005, 0.9, seed=i) <= 0.1 for i in range(300)]
+        assert np.mean(rejected) <= 0.1 + 3 * np.sqrt(0.1 * 0.9 / 300), (worse, better)
+    worse = [p_value(_drops(rng, 3000, 0.03, 0.01), 0.005, 0.9, seed=i) <= 0.1 for i in range(100)]
     assert np.mean(worse) == 0.0  # a drop of 2 points is never certified as at most 0.5
 
 
-def test_the_test_certifies_a_safe_point_given_enough_images():
-    rng = np.random.default_rng(1)
+@pytest.mark.parametrize("test", sorted(DROP_TESTS))
+def test_each_test_certifies_a_safe_point_given_enough_images(test):
+    p_value, rng = DROP_TESTS[test], np.random.default_rng(1)
     # no true drop, 2% discordant: a 0.5-point target needs thousands of images, as the docs say
-    few = np.mean([drop_p_value(_drops(rng, 1000, 0.01, 0.01), 0.005, 0.9, seed=i) <= 0.1 for i in range(50)])
-    many = np.mean([drop_p_value(_drops(rng, 10000, 0.01, 0.01), 0.005, 0.9, seed=i) <= 0.1 for i in range(50)])
-    assert few < 0.3 and many > 0.8
-    assert drop_p_value(np.zeros(2000, int), 0.005, 0.9) < 0.01  # never disagreeing with the final exit
-    assert drop_p_value(np.zeros(0, int), 0.005, 0.9) == 1.0
+    few = np.mean([p_value(_drops(rng, 1000, 0.01, 0.01), 0.005, 0.9, seed=i) <= 0.1 for i in range(50)])
+    many = np.mean([p_value(_drops(rng, 10000, 0.01, 0.01), 0.005, 0.9, seed=i) <= 0.1 for i in range(50)])
+    assert few < 0.5 and many > 0.9
+    assert p_value(np.zeros(2000, int), 0.005, 0.9) < 0.01  # never disagreeing with the final exit
+    assert p_value(np.zeros(0, int), 0.005, 0.9) == 1.0
+    assert p_value(np.r_[np.ones(10), np.zeros(990)].astype(int), 0.005, 0.9) > 0.5  # an observed drop of 1 point: no evidence
 
 
-def test_images_needed_is_where_the_test_starts_to_pass():
-    drops = _drops(np.random.default_rng(2), 1000, 0.01, 0.009)
-    needed = images_needed(drops, 0.5, 0.9)
+def test_the_exact_test_is_more_powerful_than_betting():
+    """3,000 certify images, 5% discordant, no true drop: the same samples through both tests."""
+    rng = np.random.default_rng(6)
+    samples = [_drops(rng, 3000, 0.025, 0.025) for _ in range(150)]
+    exact = np.mean([exact_p_value(d, 0.005, 0.9) <= 0.1 for d in samples])
+    betting = np.mean([DROP_TESTS["betting"](d, 0.005, 0.9, seed=i) <= 0.1 for i, d in enumerate(samples)])
+    assert exact >= betting + 0.1 and exact > 0.4
+
+
+def test_the_score_statistic_is_mcnemars_at_a_zero_target():
+    assert score_statistic(30, 10, 1000, 0.0) == pytest.approx((10 - 30) / math.sqrt(40))
+    assert score_statistic(10, 30, 1000, 0.0) == pytest.approx(20 / math.sqrt(40))
+    # a larger target makes the same counts stronger evidence that the drop is below it
+    assert score_statistic(10, 30, 1000, 0.005) > score_statistic(10, 30, 1000, 0.0)
+
+
+def _brute_force_exact_p(drops, target, confidence, grid):
+    """The exact test's p-value by enumerating every (lost, saved) count with math.comb: the largest tail over
+    `grid` values of P(saved) inside the same Clopper-Pearson interval, plus its error."""
+    n, lost, saved = len(drops), int((drops == 1).sum()), int((drops == -1).sum())
+    gamma = (1 - confidence) / 100
+    observed = score_statistic(lost, saved, n, target)
+
+    def binomial_tail(k, p):  # P(X >= k), X ~ Bin(n, p)
+        return sum(math.comb(n, j) * p ** j * (1 - p) ** (n - j) for j in range(k, n + 1))
+
+    low = 0.0 if saved == 0 else _bisect(lambda p: binomial_tail(saved, p), gamma / 2)
+    high = min(_bisect(lambda p: binomial_tail(saved + 1, p), 1 - gamma / 2), (1 - target) / 2)
+    extreme = [(a, b) for a in range(n + 1) for b in range(n - a + 1) if score_statistic(a, b, n, target) >= observed - 1e-9]
+    worst = 0.0
+    for p_saved in np.linspace(max(low, 1e-12), high, grid):
+        p_lost = p_saved + target
+        tail = sum(math.comb(n, a) * math.comb(n - a, b) * p_lost ** a * p_saved ** b * (1 - p_lost - p_saved) ** (n - a - b)
+                   for a, b in extreme)
+        worst = max(worst, tail)
+    return min(1.0, worst + gamma)
+
+
+def _bisect(increasing, level):
+    low, high = 0.0, 1.0
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if increasing(middle) < level else (low, middle)
+    return (low + high) / 2
+
+
+@pytest.mark.parametrize("lost,saved", [(0, 0), (2, 1), (1, 4), (5, 5)])
+def test_the_exact_p_value_matches_enumerating_every_outcome(lost, saved):
+    drops = np.r_[np.ones(lost), -np.ones(saved), np.zeros(40 - lost - saved)].astype(int)
+    expected = _brute_force_exact_p(drops, 0.05, 0.9, grid=200)
+    assert exact_p_value(drops, 0.05, 0.9) == pytest.approx(expected, abs=2e-3)
+
+
+@pytest.mark.parametrize("test", sorted(DROP_TESTS))
+def test_images_needed_is_where_the_test_starts_to_pass(test):
+    p_value = DROP_TESTS[test]
+    drops = _drops(np.random.default_rng(2), 1000, 0.012, 0.009)  # a drop of 0.2 points on the search half
+    needed = images_needed(drops, 0.5, 0.9, test=test)
     assert needed is not None and needed > 1000
-    assert drop_p_value(np.resize(drops, needed), 0.005, 0.9) <= 0.1 < drop_p_value(np.resize(drops, needed // 2), 0.005, 0.9)
-    assert images_needed(_drops(np.random.default_rng(3), 1000, 0.02, 0.0), 0.5, 0.9) is None  # a 2-point drop: never
+    assert p_value(np.resize(drops, needed), 0.005, 0.9) <= 0.1 < p_value(np.resize(drops, needed // 2), 0.005, 0.9)
+    assert images_needed(_drops(np.random.default_rng(3), 1000, 0.02, 0.0), 0.5, 0.9, test=test) is None  # a 2-point drop: never
 
 
 def test_fixed_sequence_stops_at_the_first_failure():
@@ -130,4 +192,6 @@ def test_confidence_levels_are_checked():
             check_confidence(bad)
     with pytest.raises(ValueError, match="applies to a target drop"):
         check_confidence(0.9, "budget")
+    with pytest.raises(ValueError, match="a certified target drop is in accuracy points, from 0 up to 100"):
+        check_confidence(0.9, "target_drop", -0.5)
     assert calibrate(np.ones((2, 3)), np.ones((2, 3), bool), np.array([0.5, 1.0]), target_drop=0.0)[0][0] <= NEVER

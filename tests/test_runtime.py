@@ -151,8 +151,15 @@ def test_calibrate_with_a_confidence_level_certifies_on_images_the_search_never_
     assert result.returncode == 0, result.stderr
     policy = json.loads((bundle / "manifest.json").read_text())["policy"]
     assert policy["confidence"] == 0.9 and policy["search_images"] == 31 and policy["certify_images"] == policy["val_images"] == 29
-    assert policy["certify_p_value"] <= 0.1 and policy["points_tested"] >= 1
+    assert policy["certify_p_value"] <= 0.1 and policy["points_tested"] >= 1 and policy["certify_test"] == "exact"
     assert "certified: drop at most 30 points with probability at least 0.9" in result.stdout
+    assert "certify half (29 images): the exact test at level 0.1, in order" in result.stdout
+    betting = run_cli("calibrate", str(bundle), "--data", str(IMAGES), "--target-drop", "30", "--confidence", "0.9",
+                      "--certify-test", "betting")
+    assert betting.returncode == 0, betting.stderr
+    assert json.loads((bundle / "manifest.json").read_text())["policy"]["certify_test"] == "betting"
+    alone = run_cli("calibrate", str(bundle), "--data", str(IMAGES), "--target-drop", "30", "--certify-test", "betting")
+    assert alone.returncode != 0 and "give --confidence too" in alone.stderr and "Traceback" not in alone.stderr
     refused = run_cli("calibrate", str(bundle), "--data", str(IMAGES), "--budget", "0.5", "--confidence", "0.9")
     assert refused.returncode != 0 and "applies to a target drop" in refused.stderr and "Traceback" not in refused.stderr
 

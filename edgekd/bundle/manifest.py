@@ -18,6 +18,8 @@ SCHEMA_VERSION = 2
 FP32 = "fp32"
 FP16 = "fp16"
 # The reduced-precision graph sets a bundle can hold, and the export that writes each.
+# The tests `calibrate --confidence` can certify a target drop with (runtime.drop_tests).
+DropTest = Literal["exact", "betting"]
 PRECISION_FORMATS = {FP16: "onnx-fp16", "int8": "onnx-int8", "int8-u8s8": "onnx-int8 --int8-scheme u8s8"}
 
 
@@ -134,6 +136,7 @@ class Policy(Section):
     search_images: Optional[int] = None  # with a confidence level: the val_ figures are then the certify half's
     certify_images: Optional[int] = None
     certify_p_value: Optional[float] = None
+    certify_test: Optional[DropTest] = None  # which test gave certify_p_value
     points_tested: Optional[int] = None
 
 

@@ -23,9 +23,10 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from edgekd.bundle import read_manifest, write_manifest
-from edgekd.bundle.manifest import FP32, Policy
+from edgekd.bundle.manifest import FP32, DropTest, Policy
 from edgekd.errors import BadInput
 from edgekd.runtime.certify import Certified, certify_in_sequence, check_confidence, frontier, images_needed, signed_drops, split_halves
+from edgekd.runtime.drop_tests import DROP_TESTS
 from edgekd.runtime.evaluation import ExitScores, exit_logits, load_split, score_exits
 from edgekd.runtime.gate import fit_gate
 from edgekd.runtime.model import EarlyExitModel
@@ -180,11 +181,11 @@ def _policy_record(chosen: Scored, result: Outcome, images: int, final: float, *
 
 
 def _refusal(certified: Certified, chosen: Scored, search: np.ndarray, certify_images: int, target_drop: float,
-             confidence: float, safest: np.ndarray, reference: np.ndarray) -> BadInput:
+             confidence: float, safest: np.ndarray, reference: np.ndarray, test: DropTest) -> BadInput:
     """Why nothing could be certified, and how many validation images would do it."""
     searched, _, p = certified.tested[0]
     drops = signed_drops(chosen.correct[:, search], assign_exits(chosen.scores[:, search], safest), reference[search])
-    needed = images_needed(drops, target_drop, confidence)
+    needed = images_needed(drops, target_drop, confidence, test=test)
     more = (f"about {2 * needed:,} validation images would (half to search, half to certify): carve more "
             f"(data.val_size in the recipe) or give --data a val/ folder" if needed else
             "its drop on the search half is at the target already: raise --target-drop")
@@ -196,7 +197,7 @@ def _refusal(certified: Certified, chosen: Scored, search: np.ndarray, certify_i
 def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, target_drop: float | None = None, budget: float | None = None,
                      policy: str = "max_prob", temperature: bool = False, running_ensemble: bool = False, agreement: bool = False,
                      gate: bool = False, final_ensemble: bool = False, margin: float = 0.0, confidence: float | None = None, seed: int = 0,
-                     precision: str | None = None,
+                     certify_test: DropTest = "exact", precision: str | None = None,
                      log: Log = print) -> Policy:
     """Choose thresholds on validation images and write them (and the policy) into the bundle's manifest.
     `policy='auto'` tries every registered policy with and without per-exit temperatures, running ensemble and
@@ -207,12 +208,15 @@ def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, targ
     `target_drop`), the search and
     the certification use the two halves of the validation images (`seed` draws them); a target that the
     certify half cannot support is refused, with the number of images that would do, and nothing is written.
+    `certify_test` is the test of the drop on the certify half (runtime.drop_tests: exact or betting).
     `precision` (fp16, int8, ...) calibrates on those graphs' own scores and stores the result with them; the
     drop is then measured against that precision's own final exit (`edgekd bench` reports it against FP32 too)."""
     if policy != "auto":
         POLICIES.get(policy)  # an unknown name is refused before any image is read
     objective = "target_drop" if target_drop is not None else "budget"
-    check_confidence(confidence, objective)  # a bad level is refused before any image is read
+    check_confidence(confidence, objective, target_drop)  # a bad level is refused before any image is read
+    if certify_test not in DROP_TESTS:
+        raise BadInput(f"unknown certification test {certify_test!r}; choose one of {', '.join(DROP_TESTS)}")
     if gate and policy == "auto":
         raise BadInput("--gate is one of the candidates --policy auto tries already; give one or the other")
     if gate and agreement:
@@ -243,8 +247,9 @@ def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, targ
         chosen = _choose_final_answer(chosen, logits, labels, reference, asked, search, costs, goal, log)
         points = frontier(chosen.scores[:, search], chosen.correct[:, search], costs, target_drop, margin, reference[search])
         log(f"search half ({len(search)} images): {len(points)} points from cost {points[0][1].cost:.3f} to {points[-1][1].cost:.3f}")
+        log(f"certify half ({len(certify)} images): the {certify_test} test at level {1 - confidence:.3g}, in order")
         certified = certify_in_sequence(points, chosen.scores[:, certify], chosen.correct[:, certify], costs, target_drop, confidence,
-                                        reference=reference[certify])
+                                        reference=reference[certify], test=certify_test)
         certify_final = 100.0 * reference[certify].mean()
         for i, (searched, measured, p) in enumerate(certified.tested, 1):
             passed = p <= 1.0 - confidence
@@ -252,11 +257,11 @@ def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, targ
                 f"drop {certify_final - measured.accuracy:.2f} there, p = {p:.4f}: "
                 f"{'certified' if passed else 'not certified, stop'}")
         if certified.thresholds is None:
-            raise _refusal(certified, chosen, search, len(certify), target_drop, confidence, points[0][0], reference)
+            raise _refusal(certified, chosen, search, len(certify), target_drop, confidence, points[0][0], reference, certify_test)
         thresholds, result = certified.thresholds, certified.certify
         record = _policy_record(chosen, result, len(certify), certify_final, objective=objective,
                                 target_drop=target_drop, margin=margin, confidence=confidence, search_images=len(search),
-                                certify_images=len(certify), certify_p_value=round(certified.p_value, 6),
+                                certify_images=len(certify), certify_p_value=round(certified.p_value, 6), certify_test=certify_test,
                                 points_tested=len(certified.tested))
         drop = record.val_final_exit_accuracy - result.accuracy
         summary = (f"certified: drop at most {target_drop:g} points with probability at least {confidence:g} on new data from the "

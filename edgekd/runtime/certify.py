@@ -16,11 +16,10 @@ validation images in two:
    chance that the kept point's drop on new data exceeds the target is at most 1 - P.
 
 Each test is of H0 "the drop is at least the target" on the signed per-image drop
-d = [final exit right] - [exit taken right], in {-1, 0, 1}, with a betting martingale
-(Waudby-Smith and Ramdas 2023, predictable plug-in bets): the bettor stakes against H0 image by
-image, and by Ville's inequality its wealth reaches 1/(1 - P) with probability at most 1 - P when
-H0 holds. The bound is finite-sample and assumes only that validation and deployment images are
-i.i.d. from the same distribution.
+d = [final exit right] - [exit taken right], in {-1, 0, 1}: by default the exact unconditional
+score test for paired proportions, or a betting martingale (`runtime.drop_tests`). Both are
+finite-sample and assume only that validation and deployment images are i.i.d. from the same
+distribution.
 """
 from __future__ import annotations
 
@@ -28,12 +27,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgekd.bundle.manifest import DropTest
 from edgekd.errors import BadInput
+from edgekd.runtime.drop_tests import DROP_TESTS
 from edgekd.runtime.thresholds import NEVER, Outcome, assign_exits, calibrate, outcome
 
 LADDER_STEPS = 11  # drops searched on the search half: 0, T/10, ..., T
 SAFER_FRACTIONS = (0.8, 0.6, 0.4, 0.2)  # how far the safest point's thresholds are raised toward never-exit, in test order
-MAX_BET = 0.5  # the largest stake, as a fraction of what the bettor could lose on one image (WSR's c)
 
 
 @dataclass(frozen=True)
@@ -44,24 +44,6 @@ class Certified:
     certify: Outcome | None  # the kept point on the certify half
     p_value: float | None  # the kept point's
     tested: list[tuple[Outcome, Outcome, float]]  # (search, certify, p-value) in the order tested, up to the first failure
-
-
-def drop_p_value(drops: np.ndarray, target: float, confidence: float, seed: int = 0) -> float:
-    """p-value of H0 "mean drop >= target" from per-image drops in {-1, 0, 1} (target as a fraction,
-    0.005 for half a point): 1 / the largest wealth of a betting martingale against H0. The bets are
-    sized for rejection at 1 - confidence on len(drops) images; images are taken in a seeded order."""
-    if len(drops) == 0:
-        return 1.0
-    x = (np.random.default_rng(seed).permutation(np.asarray(drops, float)) + 1.0) / 2.0  # in [0, 1]
-    m = (target + 1.0) / 2.0  # H0: E[x] >= m
-    n = len(x)
-    t = np.arange(1, n + 1)
-    mean = (0.5 + np.cumsum(x)) / (t + 1)
-    variance = (0.25 + np.cumsum((x - mean) ** 2)) / (t + 1)
-    previous = np.concatenate([[0.25], variance[:-1]])  # the bet on image t uses images 1..t-1 only
-    bets = np.minimum(np.sqrt(2.0 * np.log(1.0 / (1.0 - confidence)) / (n * previous)), MAX_BET / (1.0 - m))
-    log_wealth = np.cumsum(np.log1p(bets * (m - x)))
-    return float(min(1.0, np.exp(-log_wealth.max())))
 
 
 def signed_drops(correct: np.ndarray, exits: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
@@ -99,14 +81,15 @@ def frontier(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, target_
 
 
 def certify_in_sequence(points: list[tuple[np.ndarray, Outcome]], scores: np.ndarray, correct: np.ndarray, costs: np.ndarray,
-                        target_drop: float, confidence: float, seed: int = 0, reference: np.ndarray | None = None) -> Certified:
+                        target_drop: float, confidence: float, seed: int = 0, reference: np.ndarray | None = None,
+                        test: DropTest = "exact") -> Certified:
     """Test `points` (thresholds from the search half, safest first) on the certify half's `scores` and
-    `correct`, in order, at level 1 - confidence; keep the last that passes before the first failure."""
+    `correct`, in order, with `test` at level 1 - confidence; keep the last that passes before the first failure."""
     kept: tuple[np.ndarray, Outcome, float] | None = None
     tested: list[tuple[Outcome, Outcome, float]] = []
     for thresholds, searched in points:
         exits = assign_exits(scores, thresholds)
-        p = drop_p_value(signed_drops(correct, exits, reference), target_drop / 100.0, confidence, seed)
+        p = DROP_TESTS[test](signed_drops(correct, exits, reference), target_drop / 100.0, confidence, seed)
         result = outcome(scores, correct, costs, thresholds, reference)
         tested.append((searched, result, p))
         if p > 1.0 - confidence:
@@ -117,9 +100,10 @@ def certify_in_sequence(points: list[tuple[np.ndarray, Outcome]], scores: np.nda
     return Certified(*kept, tested)
 
 
-def images_needed(drops: np.ndarray, target_drop: float, confidence: float, limit: int = 1_000_000) -> int | None:
+def images_needed(drops: np.ndarray, target_drop: float, confidence: float, limit: int = 1_000_000,
+                  test: DropTest = "exact") -> int | None:
     """About how many certify images a point with these per-image drops (from the search half) would
-    need to pass: the certify half is taken to look like `drops`, repeated, and grown by doubling
+    need to pass `test`: the certify half is taken to look like `drops`, repeated, and grown by doubling
     until the test passes. None when even `limit` images would not (its drop is at the target or above)."""
     drops = np.asarray(drops)
     if len(drops) == 0 or 100.0 * drops.mean() >= target_drop:
@@ -127,7 +111,7 @@ def images_needed(drops: np.ndarray, target_drop: float, confidence: float, limi
     size = max(len(drops), 100)
     while size <= limit:
         sample = np.resize(drops, size)
-        if drop_p_value(sample, target_drop / 100.0, confidence) <= 1.0 - confidence:
+        if DROP_TESTS[test](sample, target_drop / 100.0, confidence) <= 1.0 - confidence:
             return size
         size *= 2
     return None
@@ -145,11 +129,14 @@ def split_halves(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndar
     return np.sort(np.concatenate(search)), np.sort(np.concatenate(certify))
 
 
-def check_confidence(confidence: float | None, objective: str = "target_drop") -> None:
-    """Refuse a confidence level that is not a probability in [0.5, 1), or one given with a budget."""
+def check_confidence(confidence: float | None, objective: str = "target_drop", target_drop: float | None = None) -> None:
+    """Refuse a confidence level that is not a probability in [0.5, 1), one given with a budget, or a
+    target drop a test cannot take (below 0 or 100 points and up)."""
     if confidence is None:
         return
     if objective != "target_drop":
         raise BadInput("a confidence level applies to a target drop (--target-drop), not to a budget")
     if not 0.5 <= confidence < 1.0:
         raise BadInput(f"confidence must be a probability in [0.5, 1), e.g. 0.9; got {confidence}")
+    if target_drop is not None and not 0.0 <= target_drop < 100.0:
+        raise BadInput(f"a certified target drop is in accuracy points, from 0 up to 100 (e.g. 0.5); got {target_drop:g}")
