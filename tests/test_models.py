@@ -71,3 +71,12 @@ def test_bad_names_and_exits_fail_clearly():
         resolve_exits([0, 5], 4)
     with pytest.raises(EdgekdError, match="'all', 'last'"):
         resolve_exits("first", 4)
+
+
+def test_the_strided_head_halves_the_map_step_by_step_at_about_the_bottleneck_heads_cost():
+    head = HEADS.get("strided")(32, 8, 256, 10)  # a first exit: 32 channels at 8 times the final map's size
+    strided = [m for m in head.modules() if isinstance(m, torch.nn.Conv2d) and m.stride == (2, 2)]
+    assert [m.kernel_size for m in strided] == [(3, 3)] * 3
+    assert head(torch.randn(2, 32, 32, 32)).shape == (2, 10)
+    flops = {name: create_model("resnet18", num_classes=10, head=name, width=0.5).exit_info[0].flops for name in ("bottleneck", "strided")}
+    assert abs(flops["strided"] / flops["bottleneck"] - 1) < 0.05

@@ -5,6 +5,10 @@
   shallow exit sees features shaped like the deep one. BYOT uses m = C/4; edgekd uses
   m = min(C/4, C_in) so that a shallow head is never wider than the stage feeding it (otherwise
   MobileNetV2's first exit would cost three times its second).
+- `strided`: the same widths as `bottleneck`, but 3x3 stride-2 convs step the map down to the
+  final size one halving at a time (three where the exit's map has 8 times the final one's side),
+  then conv1x1 -> C, pool + linear. Deeper than `bottleneck` (a wider receptive field and more
+  nonlinearity before the pool) at about its cost.
 - `linear`: global average pool + linear; nearly free, weaker.
 """
 from __future__ import annotations
@@ -17,8 +21,8 @@ from edgekd.registry import Registry
 HEADS: Registry = Registry("head")
 
 
-def _conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 1, stride: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(in_ch, out_ch, kernel, stride, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
+def _conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 1, stride: int = 1, padding: int = 0) -> list[nn.Module]:
+    return [nn.Conv2d(in_ch, out_ch, kernel, stride, padding, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
 
 
 @HEADS.register("bottleneck")
@@ -29,6 +33,18 @@ def bottleneck_head(in_channels: int, reduction: int, final_channels: int, num_c
     if reduction > 1:
         layers += _conv_bn_relu(mid, mid, reduction, reduction)
     layers += _conv_bn_relu(mid, final_channels)
+    return nn.Sequential(*layers, pool_linear(final_channels, num_classes))
+
+
+@HEADS.register("strided")
+def strided_head(in_channels: int, reduction: int, final_channels: int, num_classes: int) -> nn.Module:
+    """Halve the map with 3x3 stride-2 convs until it is the final map's size, expand, classify."""
+    mid = max(4, min(final_channels // 4, in_channels))
+    layers, channels = [], in_channels
+    while reduction > 1:
+        layers += _conv_bn_relu(channels, mid, 3, 2, 1)
+        channels, reduction = mid, reduction // 2
+    layers += _conv_bn_relu(channels, final_channels)
     return nn.Sequential(*layers, pool_linear(final_channels, num_classes))
 
 
