@@ -194,4 +194,6 @@ def test_confidence_levels_are_checked():
         check_confidence(0.9, "budget")
     with pytest.raises(ValueError, match="a certified target drop is in accuracy points, from 0 up to 100"):
         check_confidence(0.9, "target_drop", -0.5)
+    with pytest.raises(ValueError, match="unknown certification test 'mcnemar'; choose one of exact, betting"):
+        check_confidence(None, test="mcnemar")
     assert calibrate(np.ones((2, 3)), np.ones((2, 3), bool), np.array([0.5, 1.0]), target_drop=0.0)[0][0] <= NEVER

@@ -26,7 +26,6 @@ from edgekd.bundle import read_manifest, write_manifest
 from edgekd.bundle.manifest import FP32, DropTest, Policy
 from edgekd.errors import BadInput
 from edgekd.runtime.certify import Certified, certify_in_sequence, check_confidence, frontier, images_needed, signed_drops, split_halves
-from edgekd.runtime.drop_tests import DROP_TESTS
 from edgekd.runtime.evaluation import ExitScores, exit_logits, load_split, score_exits
 from edgekd.runtime.gate import fit_gate
 from edgekd.runtime.model import EarlyExitModel
@@ -214,9 +213,7 @@ def calibrate_bundle(bundle: str | Path, data: str | Path | None = None, *, targ
     if policy != "auto":
         POLICIES.get(policy)  # an unknown name is refused before any image is read
     objective = "target_drop" if target_drop is not None else "budget"
-    check_confidence(confidence, objective, target_drop)  # a bad level is refused before any image is read
-    if certify_test not in DROP_TESTS:
-        raise BadInput(f"unknown certification test {certify_test!r}; choose one of {', '.join(DROP_TESTS)}")
+    check_confidence(confidence, objective, target_drop, certify_test)  # a bad level or test is refused before any image is read
     if gate and policy == "auto":
         raise BadInput("--gate is one of the candidates --policy auto tries already; give one or the other")
     if gate and agreement:

@@ -129,9 +129,12 @@ def split_halves(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndar
     return np.sort(np.concatenate(search)), np.sort(np.concatenate(certify))
 
 
-def check_confidence(confidence: float | None, objective: str = "target_drop", target_drop: float | None = None) -> None:
-    """Refuse a confidence level that is not a probability in [0.5, 1), one given with a budget, or a
-    target drop a test cannot take (below 0 or 100 points and up)."""
+def check_confidence(confidence: float | None, objective: str = "target_drop", target_drop: float | None = None,
+                     test: DropTest = "exact") -> None:
+    """Refuse an unknown test, a confidence level that is not a probability in [0.5, 1), one given with
+    a budget, or a target drop a test cannot take (below 0 or 100 points and up)."""
+    if test not in DROP_TESTS:
+        raise BadInput(f"unknown certification test {test!r}; choose one of {', '.join(DROP_TESTS)}")
     if confidence is None:
         return
     if objective != "target_drop":
