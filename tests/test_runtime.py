@@ -264,6 +264,14 @@ def test_bench_writes_json_and_png(bundle, tmp_path):
     ratio = calibrated["latency_ms_batch1"] / calibrated["full_latency_ms_batch1"]
     assert calibrated["latency_ratio_vs_full"] == pytest.approx(ratio, rel=1e-2)
     assert calibrated["measured_speedup"] == pytest.approx(1 / ratio, rel=1e-2)
+    # hindsight lies between the calibrated point and the oracle, at no less accuracy; at the 2-point target no dearer
+    same, target = calibrated["hindsight"]["same_accuracy"], calibrated["hindsight"]["at_target_drop"]
+    assert same["accuracy"] >= calibrated["accuracy"] - 1e-9
+    assert calibrated["oracle_flops_fraction_at_same_accuracy"] - 1e-4 <= same["flops_fraction"] <= calibrated["flops_fraction"] + 1e-4
+    assert calibrated["hindsight"]["target_drop"] == 2.0 and target["accuracy"] >= report["full_model"]["test_top1"] - 2.0 - 1e-9
+    if calibrated["accuracy_drop"] <= 2.0:
+        assert target["flops_fraction"] <= same["flops_fraction"] + 1e-9
+    assert "hindsight (thresholds searched on these test images)" in result.stdout
     assert report["curve"][0]["flops_fraction"] <= report["curve"][-1]["flops_fraction"] + 1e-9
     if (tmp_path / "b" / "bench.png").exists():
         assert (tmp_path / "b" / "bench.png").read_bytes()[:4] == b"\x89PNG"

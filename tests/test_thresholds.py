@@ -6,8 +6,8 @@ import pytest
 
 from edgekd.runtime.policies import POLICIES, fit_temperature, log_softmax, softmax
 from edgekd.runtime.trail import ExitTrail
-from edgekd.runtime.thresholds import (NEVER, assign_exits, binomial_se, calibrate, candidates, drop_se, oracle, oracle_cost_at, outcome,
-                                      sweep_one)
+from edgekd.runtime.thresholds import (NEVER, assign_exits, binomial_se, calibrate, candidates, drop_se, hindsight, oracle, oracle_cost_at,
+                                      outcome, sweep_one)
 
 # 3 exits, 4 samples. Exit 1 is right on samples 0 and 1 and sure of both; exit 2 also on 2; exit 3 on all but 3.
 SCORES = np.array([[0.9, 0.8, 0.3, 0.2],
@@ -88,6 +88,26 @@ def test_oracle_and_its_cost_at_a_lower_accuracy():
     # At 50%: drop the dearest correct sample (sample 2, 0.6) to exit 1.
     assert oracle_cost_at(CORRECT, COSTS, 50.0) == pytest.approx(0.3)
     assert oracle_cost_at(CORRECT, COSTS, 75.0) == pytest.approx(best.cost)
+
+
+def test_hindsight_is_the_cheapest_point_on_the_same_samples_at_an_accuracy_floor():
+    never = outcome(SCORES, CORRECT, COSTS, np.array([NEVER, NEVER]))  # 75% at 1.05
+    # In hindsight the same 75% costs (0.3 + 0.3 + 0.6 + 0.6) / 4, and 50% costs 0.3 (everything at exit 1).
+    assert hindsight(SCORES, CORRECT, COSTS, 75.0, known=never) == calibrate(SCORES, CORRECT, COSTS, target_drop=0.0)[1]
+    assert hindsight(SCORES, CORRECT, COSTS, 75.0).cost == pytest.approx(0.45)
+    assert hindsight(SCORES, CORRECT, COSTS, 50.0).cost == pytest.approx(0.3)
+    # A known point already at the cheapest is kept; a floor nothing reaches gives None.
+    cheapest = outcome(SCORES, CORRECT, COSTS, np.array([0.0, 0.0]))
+    assert hindsight(SCORES, CORRECT, COSTS, cheapest.accuracy, known=cheapest) == cheapest
+    assert hindsight(SCORES, CORRECT, COSTS, 80.0) is None
+    # On random scores: cheaper than a given point at its accuracy, dearer than the oracle.
+    rng = np.random.default_rng(1)
+    scores, correct = rng.random((4, 400)), rng.random((4, 400)) < np.array([[0.5], [0.6], [0.7], [0.8]])
+    costs = np.array([0.2, 0.45, 0.7, 1.06])
+    given = outcome(scores, correct, costs, np.array([0.9, 0.8, 0.7]))
+    found = hindsight(scores, correct, costs, given.accuracy, known=given)
+    assert found.accuracy >= given.accuracy and found.cost < given.cost
+    assert found.cost >= oracle_cost_at(correct, costs, found.accuracy)
 
 
 def test_policies_by_hand():

@@ -8,6 +8,11 @@ Measures (CPU or the chosen provider; every latency is a median of repeated runs
   the measured mean batch-1 latency over the test images against the full model timed the same way
   (both through `predict`), and batched throughput with compaction against the full model;
 - the oracle (each sample leaves at its earliest correct exit), the bound any policy stays under;
+- hindsight: the thresholds the search picks on the test images themselves (or the calibrated ones,
+  where it finds nothing cheaper), at the calibrated point's accuracy and at the calibrated target
+  drop. Between hindsight and the oracle lies what the model and its scores cannot tell apart;
+  between the calibrated point and hindsight, what choosing the thresholds on validation cost (the
+  search's noise and the certificate's reserve);
 - for a reduced precision (fp16, int8), the calibrated point against the FP32 full model as well:
   its test accuracy and its batch-1 latency, timed in the same turns (`vs_fp32_full`);
 - what the early-exit loop moved between host and device per batch, at batch 1 and batched
@@ -28,7 +33,7 @@ from edgekd.bundle.manifest import FP32
 from edgekd.runtime.evaluation import ExitScores, exit_logits, load_split, score_exits
 from edgekd.runtime.model import EarlyExitModel
 from edgekd.runtime.timing import medians_in_turns, prefix_latencies, segment_latencies
-from edgekd.runtime.thresholds import assign_exits, oracle, oracle_cost_at, outcome, shared_sweep
+from edgekd.runtime.thresholds import Outcome, assign_exits, hindsight, oracle, oracle_cost_at, outcome, shared_sweep
 
 
 def run_bench(bundle: str | Path, data: str | Path, *, repeats: int = 50, batch: int = 64, backend: str = "cpu",
@@ -114,6 +119,11 @@ def _calibrated(model: EarlyExitModel, images: np.ndarray, scored: ExitScores, c
               f"batch_{batch}": _mean_copies([model.predict(c, mode="early") for c in chunks])}
     full_accuracy = 100.0 * scored.exit_correct[-1].mean()
     oracle_cost = oracle_cost_at(scored.exit_correct, costs, result.accuracy)
+    same_accuracy = hindsight(scores, correct, costs, result.accuracy, scored.exit_correct[-1], known=result)
+    policy = model.manifest.operating_point(model.precision)[0]
+    at_target = None  # also where not even never exiting early keeps the target (a final ensemble below the final exit)
+    if policy is not None and policy.target_drop is not None:
+        at_target = hindsight(scores, correct, costs, full_accuracy - policy.target_drop, scored.exit_correct[-1], known=same_accuracy)
     predicted_speedup = 1.0 / result.cost
     return {
         "thresholds": thresholds.tolist(), "policy": model.policy_name, "running_ensemble": model.running_ensemble,
@@ -127,12 +137,21 @@ def _calibrated(model: EarlyExitModel, images: np.ndarray, scored: ExitScores, c
         "speedup_realised": round((full_latency / measured) / predicted_speedup, 4),
         "oracle_flops_fraction_at_same_accuracy": round(oracle_cost, 4),
         "flops_saving_vs_oracle": round((1 - result.cost) / max(1e-9, 1 - oracle_cost), 4),
+        "hindsight": {"same_accuracy": _point(same_accuracy, oracle_cost),
+                      "target_drop": policy.target_drop if at_target is not None else None,
+                      "at_target_drop": None if at_target is None else _point(at_target, oracle_cost_at(scored.exit_correct, costs, at_target.accuracy))},
         "batch": batch, "throughput_full": round(len(chunks) * batch / t_plain, 1),
         "throughput_early": round(len(chunks) * batch / t_early, 1), "throughput_ratio": round(t_plain / t_early, 4),
         "host_copies": copies,
         **({"vs_fp32_full": _against_fp32(reference, images, labels, result.accuracy, measured, reference_latency[0])}
            if reference is not None else {}),
     }
+
+
+def _point(point: Outcome, oracle_cost: float) -> dict[str, Any]:
+    """A hindsight point for the report, with its share of the oracle's FLOP saving at its accuracy."""
+    return {"accuracy": round(point.accuracy, 3), "flops_fraction": round(point.cost, 4), "exit_counts": list(point.exit_counts),
+            "flops_saving_vs_oracle": round((1 - point.cost) / max(1e-9, 1 - oracle_cost), 4)}
 
 
 def _mean_copies(predictions: list[Any]) -> dict[str, float]:
@@ -160,6 +179,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines.append(f"oracle: {o['accuracy']:.2f}% at {o['flops_fraction']:.3f} of the FLOPs, exits {o['exit_counts']}")
     c = report.get("calibrated")
     if c:
+        h = c["hindsight"]
+        same, target = h["same_accuracy"], h["at_target_drop"]
         lines += [
             f"calibrated ({c['policy']}{', final exit: ensemble' if c.get('final_ensemble') else ''}, thresholds {', '.join(f'{t:.3f}' for t in c['thresholds'])}): {c['accuracy']:.2f}% "
             f"(drop {c['accuracy_drop']:+.2f} vs final exit), exits {c['exit_counts']}",
@@ -171,6 +192,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"{c['measured_speedup']:.3f}x ({100 * c['speedup_realised']:.1f}% realised)",
             f"  FLOPs saved vs the oracle at the same accuracy: {100 * c['flops_saving_vs_oracle']:.1f}% "
             f"(oracle needs {c['oracle_flops_fraction_at_same_accuracy']:.3f})",
+            f"  hindsight (thresholds searched on these test images): the same accuracy at {same['flops_fraction']:.3f} of the FLOPs "
+            f"({100 * same['flops_saving_vs_oracle']:.1f}% of the oracle's saving)" + (
+                f"; the {h['target_drop']:g}-point target at {target['flops_fraction']:.3f} ({target['accuracy']:.2f}%, "
+                f"{100 * target['flops_saving_vs_oracle']:.1f}%)" if target else ""),
             f"  batch {c['batch']}: {c['throughput_early']:.0f} img/s early-exit vs {c['throughput_full']:.0f} img/s full = "
             f"{c['throughput_ratio']:.3f}x",
             "  host-device copies per batch (images, feature maps, kept rows, logits): " + "; ".join(
@@ -208,6 +233,10 @@ def save(report: dict[str, Any], out: Path) -> list[Path]:
         if report.get("calibrated"):
             c = report["calibrated"]
             ax.plot([c["latency_ms_batch1"] if key == "latency_ms" else c["flops_fraction"]], [c["accuracy"]], "r^", markersize=10, label="calibrated (measured)")
+            if key == "flops_fraction":
+                hindsight_points = [p for p in (c["hindsight"]["same_accuracy"], c["hindsight"]["at_target_drop"]) if p]
+                ax.plot([p["flops_fraction"] for p in hindsight_points], [p["accuracy"] for p in hindsight_points], "mv", markersize=9,
+                        linestyle="none", label="thresholds searched on test (hindsight)")
             if key == "latency_ms":
                 ax.plot([c["full_latency_ms_batch1"]], [report["full_model"]["test_top1"]], "ks", fillstyle="none", markersize=9,
                         label="full model (measured like calibrated)")

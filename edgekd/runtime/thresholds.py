@@ -162,6 +162,18 @@ def oracle_cost_at(correct: np.ndarray, costs: np.ndarray, accuracy: float) -> f
     return float(total / n)
 
 
+def hindsight(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray, floor: float, reference: np.ndarray | None = None,
+              known: Outcome | None = None) -> Outcome | None:
+    """The cheapest point the search finds on these very samples at `floor` (%) accuracy or more (None: not
+    even never exiting early gets there); `known`, a point already there, is kept where the search finds
+    nothing cheaper. On a test split: what the same scores would save with that split in hand (the search's
+    pick, not a proven optimum), between a point calibrated elsewhere and the `oracle`."""
+    final_accuracy = 100.0 * (correct[-1] if reference is None else reference).mean()
+    _, found = calibrate(scores, correct, costs, target_drop=final_accuracy - floor + 1e-9, reference=reference)
+    at_floor = [p for p in (found, known) if p is not None and p.accuracy >= floor - 1e-9]
+    return min(at_floor, key=lambda p: (p.cost, -p.accuracy)) if at_floor else None
+
+
 def drop_se(final_correct: np.ndarray, taken_correct: np.ndarray) -> float:
     """Standard error (points) of the accuracy drop from the final exit to the exits taken, paired over
     the same samples: only samples the two disagree on add noise, so it is far below the binomial one."""
