@@ -25,10 +25,15 @@ def _conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 1, stride: int = 1, pad
     return [nn.Conv2d(in_ch, out_ch, kernel, stride, padding, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
 
 
+def _bottleneck_width(in_channels: int, final_channels: int) -> int:
+    """BYOT's C/4, but never wider than the stage feeding the head (see the module's docstring)."""
+    return max(4, min(final_channels // 4, in_channels))
+
+
 @HEADS.register("bottleneck")
 def bottleneck_head(in_channels: int, reduction: int, final_channels: int, num_classes: int) -> nn.Module:
     """BYOT-style head: squeeze, downsample to the final map size, expand, classify."""
-    mid = max(4, min(final_channels // 4, in_channels))
+    mid = _bottleneck_width(in_channels, final_channels)
     layers = _conv_bn_relu(in_channels, mid)
     if reduction > 1:
         layers += _conv_bn_relu(mid, mid, reduction, reduction)
@@ -39,7 +44,7 @@ def bottleneck_head(in_channels: int, reduction: int, final_channels: int, num_c
 @HEADS.register("strided")
 def strided_head(in_channels: int, reduction: int, final_channels: int, num_classes: int) -> nn.Module:
     """Halve the map with 3x3 stride-2 convs until it is the final map's size, expand, classify."""
-    mid = max(4, min(final_channels // 4, in_channels))
+    mid = _bottleneck_width(in_channels, final_channels)
     layers, channels = [], in_channels
     while reduction > 1:
         layers += _conv_bn_relu(channels, mid, 3, 2, 1)

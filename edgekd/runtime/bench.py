@@ -136,7 +136,7 @@ def _calibrated(model: EarlyExitModel, images: np.ndarray, scored: ExitScores, c
         "flops_predicted_speedup": round(predicted_speedup, 4), "measured_speedup": round(full_latency / measured, 4),
         "speedup_realised": round((full_latency / measured) / predicted_speedup, 4),
         "oracle_flops_fraction_at_same_accuracy": round(oracle_cost, 4),
-        "flops_saving_vs_oracle": round((1 - result.cost) / max(1e-9, 1 - oracle_cost), 4),
+        "flops_saving_vs_oracle": _share_of_oracle_saving(result.cost, oracle_cost),
         "hindsight": {"same_accuracy": _point(same_accuracy, oracle_cost),
                       "target_drop": policy.target_drop if at_target is not None else None,
                       "at_target_drop": None if at_target is None else _point(at_target, oracle_cost_at(scored.exit_correct, costs, at_target.accuracy))},
@@ -148,10 +148,15 @@ def _calibrated(model: EarlyExitModel, images: np.ndarray, scored: ExitScores, c
     }
 
 
+def _share_of_oracle_saving(cost: float, oracle_cost: float) -> float:
+    """The FLOPs a point saves as a share of what the oracle saves at the same accuracy."""
+    return round((1 - cost) / max(1e-9, 1 - oracle_cost), 4)
+
+
 def _point(point: Outcome, oracle_cost: float) -> dict[str, Any]:
     """A hindsight point for the report, with its share of the oracle's FLOP saving at its accuracy."""
     return {"accuracy": round(point.accuracy, 3), "flops_fraction": round(point.cost, 4), "exit_counts": list(point.exit_counts),
-            "flops_saving_vs_oracle": round((1 - point.cost) / max(1e-9, 1 - oracle_cost), 4)}
+            "flops_saving_vs_oracle": _share_of_oracle_saving(point.cost, oracle_cost)}
 
 
 def _mean_copies(predictions: list[Any]) -> dict[str, float]:
