@@ -63,7 +63,8 @@ class ModelConfig(Section):
 
     name: str
     exits: Union[Literal["all", "last"], list[int]] = "all"
-    head: str = "bottleneck"
+    head: Union[str, list[str]] = Field("bottleneck", description="the early exits' head (edgekd.models.heads): one kind for "
+                                        "all, or a list with one per early exit, shallow to deep ([strided, bottleneck, bottleneck])")
     width: float = Field(1.0, gt=0)
     pretrained: bool = Field(False, description="timm/torchvision only: the library's default pretrained weights, downloaded by the library")
     weights: Optional[str] = Field(None, description="timm/torchvision only: a state_dict file (.safetensors, .pth, .pt) or torchvision weights name (IMAGENET1K_V2)")

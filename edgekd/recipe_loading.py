@@ -12,7 +12,8 @@ from edgekd.engine.teacher_cache import cache_refusal
 from edgekd.errors import EdgekdError
 from edgekd.export.formats import check_request
 from edgekd.methods import METHODS, build_params
-from edgekd.models import HEADS, MODELS
+from edgekd.models import MODELS
+from edgekd.models.heads import head_kinds
 from edgekd.models.sources import check_library_name, library_of
 
 
@@ -25,7 +26,7 @@ def check_names(config: RecipeConfig) -> None:
             MODELS.get(model.name)
         else:
             check_library_name(model.name)
-        HEADS.get(model.head)
+        head_kinds(model.head)
     build_params(config.method)
     if config.teachers and config.train.teacher_cache_views:
         batched = resolve_preset(config.data.augment, config.data.image_size) in PADDING

@@ -47,6 +47,8 @@ def test_unknown_registry_names_fail_before_any_work():
         resolve_recipe({**BASE, "method": {"name": "kdd"}})
     with pytest.raises(EdgekdError, match="unknown model"):
         resolve_recipe({**BASE, "student": {"name": "resnet19"}})
+    with pytest.raises(EdgekdError, match="unknown head 'bottlenek'"):
+        resolve_recipe({**BASE, "student": {"name": "resnet18", "head": ["strided", "bottlenek", "bottleneck"]}})
     assert resolve({**BASE, "method": {"name": "kdd"}}).method.name == "kdd"  # the schema alone does not look names up
 
 
@@ -63,6 +65,8 @@ def test_set_overrides_profiles_and_lists():
     assert config.train.epochs == 5 and config.train.milestones == [1, 2]
     assert config.teachers[0].train.lr == 0.2 and config.method.params["alpha"] == 0.5
     assert config.run_name == "kd_resnet18-smoke"
+    mixed = load_recipe("kd_resnet18", profile="smoke", overrides=["student.head=[strided,bottleneck,bottleneck]"])
+    assert mixed.student.head == ["strided", "bottleneck", "bottleneck"]
     with pytest.raises(EdgekdError, match="not an index"):
         load_recipe("kd_resnet18", overrides=["teachers.3.checkpoint=x"])
     with pytest.raises(EdgekdError, match="key=value"):

@@ -80,3 +80,28 @@ def test_the_strided_head_halves_the_map_step_by_step_at_about_the_bottleneck_he
     assert head(torch.randn(2, 32, 32, 32)).shape == (2, 10)
     flops = {name: create_model("resnet18", num_classes=10, head=name, width=0.5).exit_info[0].flops for name in ("bottleneck", "strided")}
     assert abs(flops["strided"] / flops["bottleneck"] - 1) < 0.05
+
+
+def test_a_list_of_heads_gives_each_early_exit_its_own_kind():
+    """[strided, bottleneck, bottleneck]: exit 1 is built as in an all-strided model, exits 2-3 as in an
+    all-bottleneck one, and the final classifier is the backbone's in all three."""
+    def head_shapes(head):
+        torch.manual_seed(0)
+        model = create_model("resnet18", num_classes=10, head=head, width=0.5)
+        return [[tuple(p.shape) for p in h.parameters()] for h in model.heads], model
+    strided, _ = head_shapes("strided")
+    bottleneck, _ = head_shapes("bottleneck")
+    mixed, model = head_shapes(["strided", "bottleneck", "bottleneck"])
+    assert strided[0] != bottleneck[0]
+    assert mixed == [strided[0], bottleneck[1], bottleneck[2], bottleneck[3]]
+    out = model.eval()(torch.randn(2, 3, 32, 32))
+    assert [z.shape for z in out.logits] == [(2, 10)] * 4
+
+
+def test_a_list_of_heads_must_name_one_known_kind_per_early_exit():
+    with pytest.raises(EdgekdError, match=r"1 kind\(s\) for the 3 early exits"):
+        create_model("resnet18", num_classes=10, head=["strided"], width=0.25)
+    with pytest.raises(EdgekdError, match="did you mean 'bottleneck'"):
+        create_model("resnet18", num_classes=10, head=["strided", "bottlenek", "linear"], width=0.25)
+    with pytest.raises(EdgekdError, match="empty list"):
+        create_model("resnet18", num_classes=10, head=[], width=0.25)

@@ -10,6 +10,8 @@ import torch
 
 from conftest import ROOT, run_cli
 from edgekd.engine.checkpoint import load_checkpoint
+from edgekd.engine.model_io import load_model
+from edgekd.models import create_model
 
 SMOKE = ["recipe", "ce_resnet18", "--profile", "smoke"]
 
@@ -35,6 +37,19 @@ def test_run_writes_metrics_checkpoints_and_results(tmp_path):
     again = run_cli(*SMOKE, "--runs-dir", str(tmp_path))
     assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
     assert (run / "results.json").exists()
+
+
+def test_a_head_per_early_exit_trains_and_rebuilds_from_its_checkpoint(tmp_path):
+    heads = ["strided", "bottleneck", "linear"]
+    result = run_cli(*SMOKE, "--set", f"student.head=[{','.join(heads)}]", "--runs-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    checkpoint = tmp_path / "ce_resnet18-smoke" / "checkpoints" / "best.pt"
+    model, state = load_model(checkpoint)
+    assert state["model_spec"]["head"] == heads
+    reference = {kind: create_model("resnet18", num_classes=model.num_classes, head=kind, width=state["model_spec"]["width"])
+                 for kind in heads}
+    for k, kind in enumerate(heads):
+        assert [p.shape for p in model.heads[k].parameters()] == [p.shape for p in reference[kind].heads[k].parameters()]
 
 
 def test_divergence_stops_with_a_clear_message_and_no_bad_checkpoint(tmp_path):

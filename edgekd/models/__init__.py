@@ -5,7 +5,7 @@ from typing import Optional, Sequence, Union
 
 from edgekd.errors import EdgekdError
 from edgekd.models import mobilenetv2, resnet, resnet_cifar, vgg, wrn  # noqa: F401  (register backbones)
-from edgekd.models.heads import HEADS
+from edgekd.models.heads import HEADS, HeadSpec, head_kinds
 from edgekd.models.multi_exit import ExitInfo, ExitOutputs, MultiExitNet
 from edgekd.models.registry import MODELS
 from edgekd.models.sources import build_library_model, library_of
@@ -34,7 +34,7 @@ def create_model(
     *,
     num_classes: int,
     exits: ExitSpec = "all",
-    head: str = "bottleneck",
+    head: HeadSpec = "bottleneck",
     image_size: int = 32,
     width: float = 1.0,
     pretrained: bool = False,
@@ -43,7 +43,7 @@ def create_model(
     """Build a model as a MultiExitNet (`exits='last'` for a plain classifier): an edgekd backbone by its
     registered name, or a timm / torchvision classifier (`timm/<name>`, `torchvision/<name>`) with its
     `pretrained` or `weights` loaded (see edgekd.models.sources)."""
-    HEADS.get(head)
+    head_kinds(head)
     if library_of(name) is None:
         if pretrained or weights:
             raise EdgekdError(f"'{name}' is an edgekd backbone, which has no pretrained weights; start it from an edgekd "

@@ -10,15 +10,43 @@
   then conv1x1 -> C, pool + linear. Deeper than `bottleneck` (a wider receptive field and more
   nonlinearity before the pool) at about its cost.
 - `linear`: global average pool + linear; nearly free, weaker.
+
+A model takes one kind for every early exit, or a list with one kind per early exit (shallow to deep).
 """
 from __future__ import annotations
 
+from typing import Sequence, Union
+
 from torch import nn
 
+from edgekd.errors import EdgekdError
 from edgekd.models.backbone import pool_linear
 from edgekd.registry import Registry
 
 HEADS: Registry = Registry("head")
+
+HeadSpec = Union[str, Sequence[str]]
+
+
+def head_kinds(spec: HeadSpec) -> list[str]:
+    """The registered head names a spec uses (each checked: an unknown one fails with the closest name)."""
+    kinds = [spec] if isinstance(spec, str) else list(spec)
+    if not kinds:
+        raise EdgekdError("head: an empty list; give one head kind for every early exit, or a list with one per early exit")
+    for kind in kinds:
+        HEADS.get(kind)
+    return kinds
+
+
+def early_head_kinds(spec: HeadSpec, num_early_exits: int) -> list[str]:
+    """One head kind per early exit, shallow to deep: a single kind repeated, or the list as given."""
+    kinds = head_kinds(spec)
+    if isinstance(spec, str):
+        return kinds * num_early_exits
+    if len(kinds) != num_early_exits:
+        raise EdgekdError(f"head: {kinds} gives {len(kinds)} kind(s) for the {num_early_exits} early exits of this model; "
+                          f"give one kind per early exit, shallow to deep, or a single kind for all of them")
+    return kinds
 
 
 def _conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 1, stride: int = 1, padding: int = 0) -> list[nn.Module]:

@@ -16,7 +16,7 @@ from edgekd.models.backbone import Backbone
 from edgekd.models.flops import count_flops, count_params
 from edgekd.models.feature_partition import partition
 from edgekd.models.gradient_equilibrium import fork
-from edgekd.models.heads import HEADS
+from edgekd.models.heads import HEADS, HeadSpec, early_head_kinds
 from edgekd.bundle.manifest import ExitInfo
 from edgekd.bundle.preprocess import Preprocess
 
@@ -66,7 +66,7 @@ class MultiExitNet(nn.Module):
     is always an exit and uses the backbone's own classifier)."""
 
     def __init__(
-        self, backbone: Backbone, *, exits: list[int], head: str, num_classes: int, image_size: int,
+        self, backbone: Backbone, *, exits: list[int], head: HeadSpec, num_classes: int, image_size: int,
         preprocess: Optional[Preprocess] = None, stage_features: bool = True,
     ) -> None:
         super().__init__()
@@ -92,9 +92,10 @@ class MultiExitNet(nn.Module):
         self.trunks = nn.ModuleList(nn.Sequential(*backbone.stages[a:b]) for a, b in zip(starts, self.exit_stages))
         shapes = self._feature_shapes()
         final_ch, final_size = shapes[-1][0], shapes[-1][1]
-        head_builder = HEADS.get(head)
+        kinds = early_head_kinds(head, len(shapes) - 1)
         heads = [
-            head_builder(ch, max(1, size // final_size), final_ch, num_classes) for ch, size in shapes[:-1]
+            HEADS.get(kind)(ch, max(1, size // final_size), final_ch, num_classes)
+            for kind, (ch, size) in zip(kinds, shapes[:-1])
         ]
         self.heads = nn.ModuleList([*heads, backbone.classifier])
         self._feature_channels_and_sizes = shapes
