@@ -12,7 +12,7 @@ from edgekd.engine.teacher_cache import cache_refusal
 from edgekd.errors import EdgekdError
 from edgekd.export.formats import check_request
 from edgekd.methods import METHODS, build_params
-from edgekd.models import MODELS
+from edgekd.models import MODELS, create_model
 from edgekd.models.heads import head_kinds
 from edgekd.models.sources import check_library_name, library_of
 
@@ -27,6 +27,9 @@ def check_names(config: RecipeConfig) -> None:
         else:
             check_library_name(model.name)
         head_kinds(model.head)
+        if not isinstance(model.head, str):  # a list must match the early exits, which only the built model knows
+            create_model(model.name, num_classes=2, exits=model.exits, head=model.head,
+                         image_size=config.data.image_size, width=model.width)
     build_params(config.method)
     if config.teachers and config.train.teacher_cache_views:
         batched = resolve_preset(config.data.augment, config.data.image_size) in PADDING

@@ -49,6 +49,8 @@ def test_unknown_registry_names_fail_before_any_work():
         resolve_recipe({**BASE, "student": {"name": "resnet19"}})
     with pytest.raises(EdgekdError, match="unknown head 'bottlenek'"):
         resolve_recipe({**BASE, "student": {"name": "resnet18", "head": ["strided", "bottlenek", "bottleneck"]}})
+    with pytest.raises(EdgekdError, match=r"2 kind\(s\) for the 3 early exits"):  # before any teacher trains
+        resolve_recipe({**BASE, "student": {"name": "resnet18", "head": ["strided", "bottleneck"]}})
     assert resolve({**BASE, "method": {"name": "kdd"}}).method.name == "kdd"  # the schema alone does not look names up
 
 
