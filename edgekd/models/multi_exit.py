@@ -87,7 +87,7 @@ class MultiExitNet(nn.Module):
             )
         self.exit_stages = list(exits)
         self.stem_first = backbone.stem_first
-        self.num_classes, self.image_size, self.head_type = num_classes, image_size, head
+        self.num_classes, self.image_size = num_classes, image_size
         starts = [0] + self.exit_stages[:-1]
         self.trunks = nn.ModuleList(nn.Sequential(*backbone.stages[a:b]) for a, b in zip(starts, self.exit_stages))
         shapes = self._feature_shapes()
