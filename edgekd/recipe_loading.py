@@ -26,8 +26,9 @@ def check_names(config: RecipeConfig) -> None:
             MODELS.get(model.name)
         else:
             check_library_name(model.name)
-        head_kinds(model.head)
-        if not isinstance(model.head, str):  # a list must match the early exits, which only the built model knows
+        if isinstance(model.head, str):
+            head_kinds(model.head)
+        else:  # a list must also match the early exits, which only the built model knows; create_model checks both
             create_model(model.name, num_classes=2, exits=model.exits, head=model.head,
                          image_size=config.data.image_size, width=model.width)
     build_params(config.method)
