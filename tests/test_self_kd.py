@@ -53,6 +53,33 @@ def test_self_kd_final_exit_learns_from_labels_only():
     assert all(z.grad.abs().max() > 0 for z in logits[:-1])
 
 
+def test_ensemble_teacher_distills_every_exit_from_the_geometric_mean_of_their_probabilities():
+    method = build_method(MethodConfig(name="self_kd", teacher="ensemble"), create_model("resnet20", num_classes=3), [])
+    z = [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [1.0, 2.0, 0.5]]
+    y = 1
+    terms = method.loss(ExitOutputs([torch.tensor([r]) for r in z], []), [], torch.tensor([y]), epoch=1, step=0,
+                        plan=method.everything())
+    # the ensemble's logits: the mean of the exits' log-probabilities (any constant shift is the same softmax)
+    ensemble = [sum(math.log(softmax(r)[c]) for r in z) / len(z) for c in range(3)]
+    ce = [-math.log(softmax(r)[y]) for r in z]
+    soft = [_soft_ce(softmax(ensemble, 3.0), softmax(r, 3.0)) for r in z]
+    assert terms["ce"].item() == pytest.approx(0.7 * sum(ce), rel=1e-6)
+    assert terms["self_kd"].item() == pytest.approx(0.3 * sum(soft), rel=1e-6)
+
+
+def test_ensemble_teacher_trains_the_final_exit_on_soft_targets_too():
+    method = build_method(MethodConfig(name="self_kd", teacher="ensemble"), create_model("resnet20", num_classes=3), [])
+    logits = [torch.randn(4, 3, requires_grad=True) for _ in range(3)]
+    terms = method.loss(ExitOutputs(logits, []), [], torch.tensor([0, 1, 2, 0]), epoch=1, step=0, plan=method.everything())
+    terms["self_kd"].backward()
+    assert all(z.grad.abs().max() > 0 for z in logits)
+
+
+def test_an_unknown_teacher_is_refused_with_the_choices():
+    with pytest.raises(EdgekdError, match="ensemble"):
+        build_method(MethodConfig(name="self_kd", teacher="mean"), create_model("resnet20", num_classes=3), [])
+
+
 def test_self_kd_takes_no_teacher():
     student = create_model("resnet20", num_classes=3)
     with pytest.raises(EdgekdError, match="needs exactly 0 teacher"):

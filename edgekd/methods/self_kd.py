@@ -9,6 +9,11 @@ reimplementation that uses it (luanyunteng/pytorch-be-your-own-teacher): alpha=0
 The final exit's logits are detached, so it learns from the labels alone. BYOT's feature term
 (shallow features regressed onto the deepest) is not part of this method.
 
+`teacher: ensemble` takes the soft targets from the exits' geometric ensemble instead of the final
+exit (online ensemble distillation, as ONE, Lan et al. NeurIPS 2018, does with its branches): the
+normalised geometric mean of every exit's probabilities, detached, and then the final exit learns
+from it as well, with the same (1 - alpha) * CE + alpha * soft term as the earlier exits.
+
 `backbone_epochs: N` is the mixed schedule (Kubaty et al. 2024, "How to train your multi-exit
 model?"): the first N epochs train the backbone and the final exit alone with CE, the early heads
 frozen; then everything trains jointly with the loss above, on a restarted learning-rate schedule.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
+import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
@@ -37,6 +43,9 @@ class SelfKDParams(BaseModel):
     temperature: float = Field(3.0, gt=0)
     alpha: Optional[float] = Field(None, ge=0, le=1, description="share of the final exit's soft targets at each earlier "
                                    "exit (default 0.3 for official, 0.1 for t_squared)")
+    teacher: Literal["final", "ensemble"] = Field("final", description="where the soft targets come from: final: the "
+                                                  "final exit (BYOT), which learns from the labels alone; ensemble: "
+                                                  "the geometric ensemble of every exit, which teaches the final exit too")
     backbone_epochs: int = Field(0, ge=0, description="mixed schedule: epochs that first train the backbone and final "
                                  "exit alone (CE), before the joint phase; 0: joint from the start")
 
@@ -70,6 +79,12 @@ class SelfKD(Method[SelfKDParams]):
         *early, final = student_out.logits
         if len(plan.heads) < self.num_exits:  # the mixed schedule's backbone phase: the final exit alone
             return {"ce": F.cross_entropy(final, target)}
+        if p.teacher == "ensemble":
+            ensemble = torch.stack([F.log_softmax(z, dim=1) for z in student_out.logits]).mean(0)
+            return {
+                "ce": (1 - alpha) * sum(F.cross_entropy(z, target) for z in student_out.logits),
+                "self_kd": alpha * scale * sum(soft_cross_entropy(z, ensemble, temperature) for z in student_out.logits),
+            }
         return {
             "ce": F.cross_entropy(final, target) + (1 - alpha) * sum(F.cross_entropy(z, target) for z in early),
             "self_kd": alpha * scale * sum(soft_cross_entropy(z, final, temperature) for z in early),
