@@ -41,8 +41,8 @@ class SelfKDParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     form: Literal["official", "t_squared"] = Field("official", description="official: BYOT's code, no T^2; t_squared: soft term times T^2")
     temperature: float = Field(3.0, gt=0)
-    alpha: Optional[float] = Field(None, ge=0, le=1, description="share of the final exit's soft targets at each earlier "
-                                   "exit (default 0.3 for official, 0.1 for t_squared)")
+    alpha: Optional[float] = Field(None, ge=0, le=1, description="share of the soft targets at each exit they teach "
+                                   "(default 0.3 for official, 0.1 for t_squared)")
     teacher: Literal["final", "ensemble"] = Field("final", description="where the soft targets come from: final: the "
                                                   "final exit (BYOT), which learns from the labels alone; ensemble: "
                                                   "the geometric ensemble of every exit, which teaches the final exit too")
