@@ -11,7 +11,9 @@ measurement of the promise only: calibration itself never reads test images. It 
 whose test drop is above the target by more than z paired s.e. (z the normal quantile at the
 confidence): those the draw's own test set, taken alone, would call a broken promise at that level.
 
-The policy's scores are used without temperatures, and the final exit answers alone.
+Scores use the bundle's own temperatures and look-back options, and its final answer (the final exit
+alone, or the ensemble where `calibrate --final-ensemble` stored it): none of them on a bundle fresh
+from `edgekd export`. The header line says which final answer was measured.
 
     python benchmarks/certify_redraws.py export/self_kd_resnet18_cifar10 --data ../shared/data/cifar10 \
         --target-drop 0.5 --confidence 0.9 --draws 40 [--policy margin] [--certify-test betting]
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from statistics import NormalDist
 from pathlib import Path
 from typing import get_args
 
@@ -53,8 +54,9 @@ def main() -> None:
     scored = score_exits(model, logits, labels, args.policy)
     scores, correct, reference = scored.scores, scored.correct, scored.exit_correct[-1]
     costs = np.asarray(model.manifest.exit_costs())
+    answer = "every exit's ensemble" if model.final_ensemble else "the final exit alone"
     print(f"{len(labels)} images pooled; each draw: {val_size} validation (search and certify halves), "
-          f"{len(labels) - val_size} test")
+          f"{len(labels) - val_size} test; final answer: {answer}, temperatures {model.temperatures}")
     drops, ses, cost, refused = [], [], [], 0
     for seed in tqdm(range(args.draws), desc="draws", unit="draw"):
         order = np.random.default_rng(seed).permutation(len(labels))
@@ -71,7 +73,7 @@ def main() -> None:
         ses.append(result.drop_se)
         cost.append(result.cost)
     exceeded = sum(drop > args.target_drop for drop in drops)
-    z = float(NormalDist().inv_cdf(args.confidence))
+    z = statistics.NormalDist().inv_cdf(args.confidence)
     clearly = sum(drop > args.target_drop + z * se for drop, se in zip(drops, ses))
     print(f"{args.draws} draws, target drop {args.target_drop:g} at confidence {args.confidence:g}, {args.policy}: "
           f"{len(drops)} certified, {refused} refused; test drop above the target in {exceeded} of {len(drops)} "
