@@ -29,7 +29,8 @@ import numpy as np
 from tqdm import tqdm
 
 from edgekd.bundle.manifest import DropTest
-from edgekd.runtime.certify import certify_in_sequence, frontier, split_halves
+from edgekd.errors import BadInput
+from edgekd.runtime.certify import certify_in_sequence, check_confidence, frontier, split_halves
 from edgekd.runtime.evaluation import exit_logits, load_split, score_exits
 from edgekd.runtime.model import EarlyExitModel
 from edgekd.runtime.policies import POLICIES
@@ -46,6 +47,10 @@ def main() -> None:
     parser.add_argument("--policy", default="margin", choices=sorted(POLICIES))
     parser.add_argument("--certify-test", default="exact", choices=list(get_args(DropTest)), help="the test on the certify half")
     args = parser.parse_args()
+    try:
+        check_confidence(args.confidence, target_drop=args.target_drop, test=args.certify_test)
+    except BadInput as problem:
+        parser.error(str(problem))
     model = EarlyExitModel(args.bundle)
     splits = [load_split(model, args.data, split) for split in ("val", "test")]
     val_size = len(splits[0][1])

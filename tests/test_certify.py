@@ -86,11 +86,16 @@ def _bisect(increasing, level):
     return (low + high) / 2
 
 
-@pytest.mark.parametrize("lost,saved", [(0, 0), (2, 1), (1, 4), (5, 5)])
-def test_the_exact_p_value_matches_enumerating_every_outcome(lost, saved):
+@pytest.mark.parametrize("lost,saved,target", [(0, 0, 0.05), (2, 1, 0.05), (1, 4, 0.05), (5, 5, 0.05),
+                                               (5, 1, 0.5), (0, 0, 0.7), (3, 0, 0.9)])
+def test_the_exact_p_value_matches_enumerating_every_outcome(lost, saved, target):
+    """Large targets included: there the nuisance interval reaches P(lost) + P(saved) = 1, where every image
+    changes and the trinomial's third term is 0 ** 0."""
     drops = np.r_[np.ones(lost), -np.ones(saved), np.zeros(40 - lost - saved)].astype(int)
-    expected = _brute_force_exact_p(drops, 0.05, 0.9, grid=200)
-    assert exact_p_value(drops, 0.05, 0.9) == pytest.approx(expected, abs=2e-3)
+    expected = _brute_force_exact_p(drops, target, 0.9, grid=200)
+    assert exact_p_value(drops, target, 0.9) == pytest.approx(expected, abs=2e-3)
+    if target >= 0.5:  # an observed drop far below the target is strong evidence against H0
+        assert exact_p_value(drops, target, 0.9) < 0.01
 
 
 @pytest.mark.parametrize("test", sorted(DROP_TESTS))
