@@ -117,9 +117,8 @@ def exact_p_value(drops: np.ndarray, target: float, confidence: float, seed: int
     def tail(p_saved: float) -> float:
         """P(statistic >= observed) at H0's boundary with P(saved) = p_saved; mass outside the grid counts as extreme."""
         p_lost = p_saved + target
-        p_rest = max(0.0, 1.0 - p_lost - p_saved)  # 0 at the interval's top end, where no image is unchanged
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_rest = np.where(rest > 0, rest * np.log(p_rest), 0.0)  # 0 ** 0 = 1: no unchanged image is certain there
+        with np.errstate(divide="ignore", invalid="ignore"):  # P(unchanged) is 0 at the interval's top end, and 0 ** 0 = 1
+            log_rest = np.where(rest > 0, rest * np.log1p(-min(p_lost + p_saved, 1.0)), 0.0)
             log_p = log_count + lost_grid * np.log(p_lost) + saved_grid * np.log(p_saved) + log_rest
         mass = np.where(possible, np.exp(np.nan_to_num(log_p, nan=-np.inf)), 0.0)
         return float(mass[extreme].sum() + max(0.0, 1.0 - mass.sum()))
