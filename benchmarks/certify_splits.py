@@ -26,6 +26,7 @@ import numpy as np
 from edgekd.bundle.manifest import DropTest
 from edgekd.errors import BadInput
 from edgekd.runtime.calibration import calibrate_bundle
+from edgekd.runtime.certify import check_confidence
 from edgekd.runtime.evaluation import exit_logits, load_split, score_exits
 from edgekd.runtime.model import EarlyExitModel
 from edgekd.runtime.thresholds import outcome
@@ -42,6 +43,10 @@ def main() -> None:
     parser.add_argument("--certify-test", default="exact", choices=list(get_args(DropTest)), help="the test on the certify half")
     parser.add_argument("--final-ensemble", action="store_true", help="the final exit answers with every exit's ensemble")
     args = parser.parse_args()
+    try:
+        check_confidence(args.confidence, target_drop=args.target_drop, test=args.certify_test)
+    except BadInput as problem:
+        parser.error(str(problem))
     reference = EarlyExitModel(args.bundle)
     test_images, test_labels = load_split(reference, args.data, "test")
     test_logits = exit_logits(reference, test_images)

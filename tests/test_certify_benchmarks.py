@@ -70,8 +70,9 @@ def test_splits_report_every_split_and_leave_the_bundle_as_it_was(runtime_fixtur
     assert (runtime_fixture / "manifest.json").read_text() == manifest
 
 
-def test_redraws_refuse_a_target_or_confidence_calibrate_would_refuse(runtime_fixture: Path):
+@pytest.mark.parametrize("script", ["certify_redraws.py", "certify_splits.py"])
+def test_a_target_or_confidence_calibrate_would_refuse_is_refused_up_front(runtime_fixture: Path, script: str):
     for option, value, says in (("--target-drop", "100", "from 0 up to 100"), ("--confidence", "1.2", "[0.5, 1)")):
-        done = run_script("certify_redraws.py", runtime_fixture, option, value)
+        done = run_script(script, runtime_fixture, option, value)
         assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr
         assert done.stdout == ""

@@ -137,3 +137,29 @@ def test_quantized_feature_maps_pass_between_exits_without_going_to_float_and_ba
     scale = next(w for w in segments[1].graph.initializer if w.name == entering.input[1])
     scale.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(scale) * np.float32(1.01), scale.name))
     assert _requantized_boundaries(segments) == [1]  # another scale would give other integers: kept as it is
+
+
+@pytest.mark.parametrize("temperatures", [TEMPERATURES, [1.0] * 4], ids=["scaled", "unscaled"])
+def test_every_int8_exit_answers_as_the_chain_does_with_the_final_exits_ensemble(test_images, temperatures):
+    joined, chained = (EarlyExitModel(TINY_BUNDLE, precision="int8", single_call=flag) for flag in (True, False))
+    for model in (joined, chained):
+        model.temperatures, model.final_ensemble = temperatures, True
+    worst = 0.0
+    for k in range(1, 5):  # thresholds that send every image to exit k
+        thresholds = [2.0] * (k - 1) + [-1.0] * (4 - k)
+        for image in test_images:
+            one = joined.predict(image[None], mode="early", thresholds=thresholds, policy="margin")
+            walk = chained.predict(image[None], mode="early", thresholds=thresholds, policy="margin")
+            assert list(one.timings) == ["single_call", "total"] and one.exits[0] == walk.exits[0] == k
+            worst = max(worst, float(np.abs(one.probs - walk.probs).max()))
+    assert worst < 1e-5, f"an exit's probabilities differ from the chain's by {worst:.3g}"
+
+
+def test_each_exits_logits_have_one_reader_in_the_joined_graph():
+    """An exit's logits read twice (by its score and by the ensemble in a branch) keep onnxruntime from
+    fusing a quantized head into one kernel, so that exit would round otherwise than the chain's."""
+    segments = [onnx.load(str(TINY_BUNDLE / "int8" / f"segment_{k}.onnx")) for k in range(1, 5)]
+    for temperatures in (TEMPERATURES, [1.0] * 4):
+        joined = single_call_graph(segments, "margin", temperatures, [3, 32, 32], 7, final_ensemble=True)
+        readers = {k: sum(f"L{k}/segment/logits_{k}" in node.input for node in _nodes(joined.graph)) for k in range(1, 5)}
+        assert readers == {1: 1, 2: 1, 3: 1, 4: 1}

@@ -13,7 +13,7 @@ Each exit's probabilities (softmax of its logits over its temperature) and its s
 `margin` or `entropy`, as `runtime.policies` defines them) are computed in the graph, so Python reads
 one answer per call. The thresholds are an input: recalibrating needs no new graph. With the final
 exit's ensemble (`runtime.trail`) the last level answers with the geometric ensemble of every exit's
-logits, which the nested branches read from the levels around them. The early exits' options that
+log-probabilities: each level computes its own, and the final level reads them from the levels around it. The early exits' options that
 look back along the chain (running ensemble, agreement, a learned gate) stay on the segment chain.
 
 Outputs: `probs` (1, C), the exit taken's probabilities; `scores` (1, K), every exit's score up to the
@@ -131,19 +131,17 @@ def _scaled(logits: str, temperature: float, p: str) -> tuple[list[onnx.NodeProt
     return [helper.make_node("Div", [logits, p + "T"], [p + "scaled"])], [_const(p + "T", temperature)], p + "scaled"
 
 
-def _score_nodes(logits: str, temperature: float, policy: str, classes: int, p: str
-                 ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    """Nodes computing `{p}probs` (1, C) and `{p}score` (1,) from `logits`, as `runtime.policies` does."""
+def _score_nodes(probs: str, policy: str, classes: int, p: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """Nodes computing `{p}score` (1,) from an exit's probabilities `probs` (1, C), as `runtime.policies` does."""
     node = helper.make_node
-    nodes, weights, scaled = _scaled(logits, temperature, p)
-    weights.append(_const(p + "vector", [1], np.int64))
-    nodes.append(node("Softmax", [scaled], [p + "probs"], axis=1))
+    nodes: list[onnx.NodeProto] = []
+    weights = [_const(p + "vector", [1], np.int64)]
     if policy == "max_prob":
-        nodes.append(node("TopK", [p + "probs", p + "vector"], [p + "top", p + "top_index"], axis=1))
+        nodes.append(node("TopK", [probs, p + "vector"], [p + "top", p + "top_index"], axis=1))
         top = p + "top"
     elif policy == "margin":
         weights += [_const(p + "two", [2], np.int64), _const(p + "zero", [0], np.int64), _const(p + "one", [1], np.int64)]
-        nodes += [node("TopK", [p + "probs", p + "two"], [p + "top2", p + "top2_index"], axis=1),
+        nodes += [node("TopK", [probs, p + "two"], [p + "top2", p + "top2_index"], axis=1),
                   node("Slice", [p + "top2", p + "zero", p + "one", p + "one"], [p + "first"]),
                   node("Slice", [p + "top2", p + "one", p + "two", p + "one"], [p + "second"]),
                   node("Sub", [p + "first", p + "second"], [p + "top"])]
@@ -151,7 +149,7 @@ def _score_nodes(logits: str, temperature: float, policy: str, classes: int, p: 
     elif policy == "entropy":  # 1 - H(p) / log C with p clipped to [1e-12, 1], summed by a product with ones
         weights += [_const(p + "low", 1e-12), _const(p + "high", 1.0), _const(p + "ones", np.ones((classes, 1))),
                     _const(p + "log_classes", math.log(classes))]
-        nodes += [node("Clip", [p + "probs", p + "low", p + "high"], [p + "clipped"]),
+        nodes += [node("Clip", [probs, p + "low", p + "high"], [p + "clipped"]),
                   node("Log", [p + "clipped"], [p + "log"]),
                   node("Mul", [p + "clipped", p + "log"], [p + "plogp"]),
                   node("MatMul", [p + "plogp", p + "ones"], [p + "negative_entropy"]),
@@ -164,19 +162,18 @@ def _score_nodes(logits: str, temperature: float, policy: str, classes: int, p: 
     return nodes, weights
 
 
-def _ensemble_nodes(count: int, temperatures: Sequence[float], p: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+def _log_probs(k: int) -> str:
+    """Exit k's temperature-scaled log-probabilities, a term of the final exit's ensemble."""
+    return f"L{k}/log_probs"
+
+
+def _ensemble_nodes(count: int, p: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """Nodes writing `{p}logits`: the mean of every exit's temperature-scaled log-probabilities, whose softmax
     is the normalized geometric ensemble `runtime.trail` answers with at the final exit."""
     node = helper.make_node
-    nodes, weights, parts = [], [_const(p + "count", float(count))], []
-    for j in range(1, count + 1):
-        q = f"{p}{j}/"
-        scale_nodes, scale_weights, scaled = _scaled(_segment_prefix(j) + names.logits(j), temperatures[j - 1], q)
-        nodes += scale_nodes + [node("LogSoftmax", [scaled], [q + "log_probs"], axis=1)]
-        weights += scale_weights
-        parts.append(q + "log_probs")
-    nodes += [node("Sum", parts, [p + "sum"]), node("Div", [p + "sum", p + "count"], [p + "logits"])]
-    return nodes, weights
+    nodes = [node("Sum", [_log_probs(j) for j in range(1, count + 1)], [p + "sum"]),
+             node("Div", [p + "sum", p + "count"], [p + "logits"])]
+    return nodes, [_const(p + "count", float(count))]
 
 
 def _outputs(p: str, classes: int, tail: int) -> list[onnx.ValueInfoProto]:
@@ -201,14 +198,25 @@ def _level(segments: Sequence[onnx.ModelProto], k: int, policy: str, temperature
         tensor, dropped = _quantized_handoff(segments[k - 2].graph, names.feature(k - 1), graph, names.segment_input(k))
         quantized = (_segment_prefix(k - 1) + tensor, dropped) if tensor else None
     nodes, weights = _renamed(graph, _segment_prefix(k), names.segment_input(k), target, quantized)
-    answer, temperature = _segment_prefix(k) + names.logits(k), temperatures[k - 1]
-    if final_ensemble and k == count:
-        more_nodes, more_weights = _ensemble_nodes(count, temperatures, p + "ensemble/")
-        nodes, weights = nodes + more_nodes, weights + more_weights
-        answer, temperature = p + "ensemble/logits", 1.0
-    more_nodes, more_weights = _score_nodes(answer, temperature, policy, classes, p + "score/")
-    nodes, weights = nodes + more_nodes, weights + more_weights
+    scale_nodes, scale_weights, scaled = _scaled(_segment_prefix(k) + names.logits(k), temperatures[k - 1], p + "scale/")
+    nodes, weights = nodes + scale_nodes, weights + scale_weights
     node, probs, score = helper.make_node, p + "score/probs", p + "score/score"
+    if not final_ensemble:
+        nodes.append(node("Softmax", [scaled], [probs], axis=1))
+    else:
+        # Every level computes its own term of the ensemble, and its probabilities from it, as `runtime.trail`
+        # does: an exit's logits then have one reader. Where a quantized exit's logits had two (the If branch
+        # holding the ensemble among them), onnxruntime would not fuse that exit's head into its quantized
+        # kernel, and the exit's logits would round differently from the chain's.
+        nodes.append(node("LogSoftmax", [scaled], [_log_probs(k)], axis=1))
+        if k < count:
+            nodes.append(node("Exp", [_log_probs(k)], [probs]))
+        else:
+            more_nodes, more_weights = _ensemble_nodes(count, p + "ensemble/")
+            nodes, weights = nodes + more_nodes + [node("Softmax", [p + "ensemble/logits"], [probs], axis=1)], \
+                weights + more_weights
+    more_nodes, more_weights = _score_nodes(probs, policy, classes, p + "score/")
+    nodes, weights = nodes + more_nodes, weights + more_weights
     if k == count:
         nodes += [node("Identity", [probs], [p + PROBS]), node("Identity", [score], [p + SCORES]),
                   node("Constant", [], [p + EXIT], value=_const(p + "k", k, np.int64))]
