@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgekd.errors import EdgekdError, guarded
 from edgekd.install_hints import require_onnxruntime
@@ -88,11 +88,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """A handler writing to whatever `sys.stdout` is when a record comes, so that output redirected after the
+    first run in this process (a notebook cell's, a caller's `redirect_stdout`) still gets the notices."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def show_library_notices(is_main: bool) -> None:
     """Print edgekd's own info lines (a replaced classifier, for one) on the main process, as the run log does."""
     logger = logging.getLogger("edgekd")
     if is_main and not any(getattr(h, "edgekd_notices", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stdout)
+        handler = _StdoutHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         handler.edgekd_notices = True  # type: ignore[attr-defined]
         logger.addHandler(handler)

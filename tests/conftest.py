@@ -1,7 +1,9 @@
 """Shared fixtures: where the shared CIFAR-10 images are, the runtime's tiny bundle, and helpers to run the CLI."""
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import subprocess
@@ -25,14 +27,14 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300, module: str = "e
                           timeout=timeout, env=env)
 
 
-def run_cli_here(capsys: pytest.CaptureFixture, *args: str) -> subprocess.CompletedProcess:
+def run_cli_here(*args: str) -> subprocess.CompletedProcess:
     """`edgekd args...` in this process (no interpreter start, imports shared): its exit code and what it printed."""
     from edgekd.cli import main
 
-    capsys.readouterr()
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(["edgekd", *args], code, out, err)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["edgekd", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_here
 from edgekd.errors import EdgekdError
 from edgekd.export import exporter
 from edgekd.bundle import names as graph_names
@@ -24,7 +24,7 @@ from edgekd.models import create_model
 def run_and_bundle(tmp_path_factory):
     """oto_resnet18's smoke profile, whose `export:` section writes an onnx-int8 bundle."""
     root = tmp_path_factory.mktemp("export")
-    result = run_cli("recipe", "oto_resnet18", "--profile", "smoke", "--runs-dir", str(root / "runs"), "--export-dir", str(root / "export"))
+    result = run_cli_here("recipe", "oto_resnet18", "--profile", "smoke", "--runs-dir", str(root / "runs"), "--export-dir", str(root / "export"))
     assert result.returncode == 0, result.stderr[-3000:]
     return root / "runs" / "oto_resnet18-smoke", root / "export" / "oto_resnet18-smoke"
 
@@ -250,7 +250,7 @@ def test_tensorrt_says_what_is_missing(run_and_bundle):
 
 def test_recipe_refuses_to_export_over_a_bundle_before_training(run_and_bundle, tmp_path):
     _, bundle = run_and_bundle
-    result = run_cli("recipe", "oto_resnet18", "--profile", "smoke", "--runs-dir", str(tmp_path / "runs"),
+    result = run_cli_here("recipe", "oto_resnet18", "--profile", "smoke", "--runs-dir", str(tmp_path / "runs"),
                      "--export-dir", str(bundle.parent))
     assert result.returncode == 2 and "already holds a bundle" in result.stderr
     assert not (tmp_path / "runs").exists()  # refused before any training

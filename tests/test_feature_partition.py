@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import run_cli
+from conftest import run_cli_here
 from edgekd.errors import EdgekdError
 from edgekd.models import create_model
 from edgekd.models.feature_partition import shared_channels
@@ -86,7 +86,7 @@ def _recipe(tmp_path, share: float) -> str:
 
 
 def test_a_recipe_with_feature_partition_trains_every_exit(tmp_path):
-    result = run_cli("recipe", _recipe(tmp_path, 0.5), "--runs-dir", str(tmp_path / "runs"))
+    result = run_cli_here("recipe", _recipe(tmp_path, 0.5), "--runs-dir", str(tmp_path / "runs"))
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load((tmp_path / "runs" / "dfs" / "config.yaml").read_text())
     assert config["train"]["feature_partition"] == 0.5
@@ -95,7 +95,7 @@ def test_a_recipe_with_feature_partition_trains_every_exit(tmp_path):
 
 def test_a_recipe_whose_share_cannot_split_a_fork_is_refused_before_training(tmp_path):
     # width 0.125: the first exit's fork has 8 channels, so 0.05 leaves the deeper exits none of them.
-    result = run_cli("recipe", _recipe(tmp_path, 0.05), "--runs-dir", str(tmp_path / "runs"))
+    result = run_cli_here("recipe", _recipe(tmp_path, 0.05), "--runs-dir", str(tmp_path / "runs"))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "train.feature_partition=0.05 leaves 0 of an early exit's 8 channels" in result.stderr
     assert not list((tmp_path / "runs").rglob("*.pt"))

@@ -1,7 +1,7 @@
 """train.loggers: TensorBoard event files and an MLflow file store of a smoke run, read back."""
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_here
 
 pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
@@ -31,5 +31,5 @@ def test_smoke_run_writes_tensorboard_events_and_an_mlflow_run(tmp_path, monkeyp
 
 
 def test_unknown_logger_is_refused_with_the_known_ones():
-    result = run_cli("recipe", "ce_resnet18", "--profile", "smoke", "--set", "train.loggers=[wandb]")
+    result = run_cli_here("recipe", "ce_resnet18", "--profile", "smoke", "--set", "train.loggers=[wandb]")
     assert result.returncode == 2 and "train.loggers" in result.stderr and "tensorboard" in result.stderr

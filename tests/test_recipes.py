@@ -35,7 +35,7 @@ def test_smoke_profile_runs(name, runs_dir, request):
     settings = []
     if load_recipe(name, profile="smoke").data.name == "imagefolder":
         settings = _own_image_settings(name, runs_dir, request.getfixturevalue("shared_cifar10"))
-    result = run_cli("recipe", name, "--profile", "smoke", "--runs-dir", str(runs_dir), "--export-dir", str(runs_dir / "export"),
+    result = run_cli_here("recipe", name, "--profile", "smoke", "--runs-dir", str(runs_dir), "--export-dir", str(runs_dir / "export"),
                      *settings)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((runs_dir / f"{name}-smoke" / "results.json").read_text())
@@ -44,33 +44,33 @@ def test_smoke_profile_runs(name, runs_dir, request):
 
 
 def test_teachers_are_cached_across_recipes(runs_dir):
-    first = run_cli("recipe", "kd_resnet18", "--profile", "smoke", "--set", "train.epochs=1", "--runs-dir", str(runs_dir / "c"))
-    second = run_cli("recipe", "kd_resnet18", "--profile", "smoke", "--set", "train.epochs=1", "--set", "train.seed=1",
+    first = run_cli_here("recipe", "kd_resnet18", "--profile", "smoke", "--set", "train.epochs=1", "--runs-dir", str(runs_dir / "c"))
+    second = run_cli_here("recipe", "kd_resnet18", "--profile", "smoke", "--set", "train.epochs=1", "--set", "train.seed=1",
                      "--runs-dir", str(runs_dir / "c"))
     assert first.returncode == 0 and second.returncode == 0, second.stderr
     assert "training teacher 1" in first.stdout and "cached in" in second.stdout
     assert len(list((runs_dir / "c" / "teachers").iterdir())) == 1
 
 
-def test_list_and_doctor(capsys):
-    models = run_cli_here(capsys, "list", "models")
+def test_list_and_doctor():
+    models = run_cli_here("list", "models")
     assert models.returncode == 0 and "resnet152" in models.stdout and "mobilenetv2" in models.stdout
     assert "timm/<name>" in models.stdout and "torchvision/<name>" in models.stdout  # the model libraries, with counts
     for kind, expected in (("methods", "kd"), ("datasets", "shapes"), ("recipes", "kd_resnet18")):
-        out = run_cli_here(capsys, "list", kind)
+        out = run_cli_here("list", kind)
         assert out.returncode == 0 and expected in out.stdout
-    methods = run_cli_here(capsys, "list", "methods").stdout.splitlines()
+    methods = run_cli_here("list", "methods").stdout.splitlines()
     assert all(len(line.split(None, 1)) == 2 for line in methods), methods  # every method has a description
     assert any(line.startswith("oto") and "One-to-One" in line for line in methods)
-    doctor = run_cli_here(capsys, "doctor")
+    doctor = run_cli_here("doctor")
     assert doctor.returncode == 0 and "onnxruntime" in doctor.stdout and "cuda" in doctor.stdout
 
 
-def test_user_mistakes_get_one_line_not_a_traceback(capsys):
+def test_user_mistakes_get_one_line_not_a_traceback():
     result = run_cli("recipe", "kd_resnet81")  # once through the real entry point, the rest in this process
     assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
     for args in (["recipe", "kd_resnet18", "--set", "train.epoch=3"], ["recipe", "kd_resnet18", "--profile", "fast"]):
-        result = run_cli_here(capsys, *args)
+        result = run_cli_here(*args)
         assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import run_cli
+from conftest import run_cli_here
 from edgekd.config import DataConfig
 from edgekd.data import build_data
 from edgekd.engine.teacher_cache import TeacherLogitCache
@@ -45,7 +45,7 @@ def test_too_many_views_for_memory_are_refused_with_the_size():
 
 
 def test_a_cached_run_trains_and_reports_its_estimate_and_time(tmp_path):
-    result = run_cli(*SMOKE, "--set", "train.teacher_cache_views=2", "--runs-dir", str(tmp_path), "--export-dir", str(tmp_path / "export"))
+    result = run_cli_here(*SMOKE, "--set", "train.teacher_cache_views=2", "--runs-dir", str(tmp_path), "--export-dir", str(tmp_path / "export"))
     assert result.returncode == 0, result.stderr
     assert "teacher logits of 2 view(s) of each of" in result.stdout
     assert "on this machine (estimated from 3 timed steps)" in result.stdout
@@ -70,6 +70,6 @@ def test_the_cache_refuses_what_it_cannot_serve(tmp_path, method, train, data, m
     recipe["data"].update(data)
     path = tmp_path / "cached.yaml"
     path.write_text(yaml.safe_dump(recipe))
-    result = run_cli("recipe", str(path), "--runs-dir", str(tmp_path / "runs"))
+    result = run_cli_here("recipe", str(path), "--runs-dir", str(tmp_path / "runs"))
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert not (tmp_path / "runs" / "teachers").exists()  # refused before any teacher trained

@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, run_cli_here
 from edgekd.engine.checkpoint import load_checkpoint
 from edgekd.engine.model_io import load_model
 from edgekd.models import create_model
@@ -17,7 +17,7 @@ SMOKE = ["recipe", "ce_resnet18", "--profile", "smoke"]
 
 
 def test_run_writes_metrics_checkpoints_and_results(tmp_path):
-    result = run_cli(*SMOKE, "--set", "train.epochs=2", "--runs-dir", str(tmp_path))
+    result = run_cli_here(*SMOKE, "--set", "train.epochs=2", "--runs-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     run = tmp_path / "ce_resnet18-smoke"
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -34,14 +34,14 @@ def test_run_writes_metrics_checkpoints_and_results(tmp_path):
     best = load_checkpoint(run / "checkpoints" / "best.pt")
     assert "optimizer" not in best and best["model_spec"]["name"] == "resnet18"
     # a second run into the same folder is refused, nothing is lost
-    again = run_cli(*SMOKE, "--runs-dir", str(tmp_path))
+    again = run_cli_here(*SMOKE, "--runs-dir", str(tmp_path))
     assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
     assert (run / "results.json").exists()
 
 
 def test_a_head_per_early_exit_trains_and_rebuilds_from_its_checkpoint(tmp_path):
     heads = ["strided", "bottleneck", "linear"]
-    result = run_cli(*SMOKE, "--set", f"student.head=[{','.join(heads)}]", "--runs-dir", str(tmp_path))
+    result = run_cli_here(*SMOKE, "--set", f"student.head=[{','.join(heads)}]", "--runs-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     checkpoint = tmp_path / "ce_resnet18-smoke" / "checkpoints" / "best.pt"
     model, state = load_model(checkpoint)
@@ -53,7 +53,7 @@ def test_a_head_per_early_exit_trains_and_rebuilds_from_its_checkpoint(tmp_path)
 
 
 def test_divergence_stops_with_a_clear_message_and_no_bad_checkpoint(tmp_path):
-    result = run_cli(*SMOKE, "--set", "train.lr=1e12", "--set", "train.momentum=0", "--runs-dir", str(tmp_path))
+    result = run_cli_here(*SMOKE, "--set", "train.lr=1e12", "--set", "train.momentum=0", "--runs-dir", str(tmp_path))
     assert result.returncode == 2
     assert "loss became non-finite" in result.stderr and "train.lr" in result.stderr
     assert "Traceback" not in result.stderr
@@ -94,6 +94,6 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path):
 
 
 def test_resume_with_a_changed_recipe_is_refused(tmp_path):
-    assert run_cli(*SMOKE, "--set", "train.epochs=1", "--runs-dir", str(tmp_path)).returncode == 0
-    changed = run_cli(*SMOKE, "--set", "train.epochs=1", "--set", "train.lr=0.2", "--runs-dir", str(tmp_path), "--resume")
+    assert run_cli_here(*SMOKE, "--set", "train.epochs=1", "--runs-dir", str(tmp_path)).returncode == 0
+    changed = run_cli_here(*SMOKE, "--set", "train.epochs=1", "--set", "train.lr=0.2", "--runs-dir", str(tmp_path), "--resume")
     assert changed.returncode == 2 and "differs" in changed.stderr and "train" in changed.stderr

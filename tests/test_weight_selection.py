@@ -5,7 +5,7 @@ import torch
 import yaml
 from torchvision.models.resnet import BasicBlock
 
-from conftest import run_cli
+from conftest import run_cli_here
 from edgekd.models import create_model
 from edgekd.models.weight_selection import SelectionError, select_weights
 
@@ -92,7 +92,7 @@ def recipe(tmp_path, teacher: dict) -> str:
 
 
 def test_a_recipe_run_starts_its_student_from_the_teacher_and_says_so(tmp_path):
-    result = run_cli("recipe", recipe(tmp_path, {"name": "resnet34", "exits": "all", "width": 0.125}),
+    result = run_cli_here("recipe", recipe(tmp_path, {"name": "resnet34", "exits": "all", "width": 0.125}),
                      "--runs-dir", str(tmp_path / "runs"))
     assert result.returncode == 0, result.stderr
     assert ("student initialised from teacher 1 (resnet34) by weight selection: "
@@ -100,7 +100,7 @@ def test_a_recipe_run_starts_its_student_from_the_teacher_and_says_so(tmp_path):
 
 
 def test_a_teacher_that_cannot_initialise_the_student_is_refused_with_the_fix(tmp_path):
-    result = run_cli("recipe", recipe(tmp_path, {"name": "resnet50", "exits": "all", "width": 0.125}),
+    result = run_cli_here("recipe", recipe(tmp_path, {"name": "resnet50", "exits": "all", "width": 0.125}),
                      "--runs-dir", str(tmp_path / "runs"))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "student.init: teacher cannot initialise this student from teacher 1 (resnet50)" in result.stderr
@@ -113,6 +113,6 @@ def test_init_teacher_without_a_teacher_is_a_config_error(tmp_path):
     path.write_text(yaml.safe_dump({
         "name": "alone", "data": {"name": "shapes", "train_size": 40, "test_size": 20, "val_size": 20},
         "student": {"name": "resnet18", "width": 0.125, "init": "teacher"}, "method": {"name": "ce"}}))
-    result = run_cli("recipe", str(path), "--runs-dir", str(tmp_path / "runs"))
+    result = run_cli_here("recipe", str(path), "--runs-dir", str(tmp_path / "runs"))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "student.init: teacher needs a teacher" in result.stderr
