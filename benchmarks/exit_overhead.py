@@ -13,6 +13,7 @@ the machine fall on all alike (the median of `--repeats` calls each, on one shar
   the segment runs inside it are summed from its own timings, and the rest is Python.
 
     python benchmarks/exit_overhead.py export/oto_resnet18-quick [--repeats 400] [--rounds 3] [--pool own] [--precision int8]
+                                       [--final-ensemble]
 """
 from __future__ import annotations
 
@@ -62,10 +63,12 @@ def main() -> None:
                         help="one thread pool for every session, as edgekd's commands run, or a pool per session, "
                              "the Python API's default")
     parser.add_argument("--precision", help="the bundle's graph set to time (default fp32)")
+    parser.add_argument("--final-ensemble", action="store_true", help="the final exit answers with every exit's ensemble")
     args = parser.parse_args()
     shared = args.pool == "shared"
     model = EarlyExitModel(args.bundle, shared_threads=shared, precision=args.precision)
     chained = EarlyExitModel(args.bundle, shared_threads=shared, precision=args.precision, single_call=False)
+    model.final_ensemble = chained.final_ensemble = args.final_ensemble
     if model.manifest.calibration_sample is not None:  # a real image where the bundle stores some
         image = model.manifest.preprocess.normalize(load_calibration_sample(args.bundle, model.manifest)[:1])
     else:
@@ -75,7 +78,8 @@ def main() -> None:
                          "run with the edgekd.runtime logger at DEBUG to see why")
     rows = [measure(model, chained, image, args.repeats) for _ in range(args.rounds)]
     exits = model.num_exits
-    print(f"{args.bundle.name} ({model.precision}): batch 1, {exits} exits, median of {args.repeats} calls per round, all exits run, "
+    print(f"{args.bundle.name} ({model.precision}{', final exit: the ensemble' if args.final_ensemble else ''}): batch 1, "
+          f"{exits} exits, median of {args.repeats} calls per round, all exits run, "
           f"{'one thread pool for all sessions' if shared else 'a thread pool per session'}")
     print("round | full | prefix_last | early heads (full - prefix_last) | predict, one call | predict, chain | "
           "chain's segment runs | chain's Python | Python per exit | one call / full | chain / full")

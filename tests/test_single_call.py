@@ -1,12 +1,14 @@
 """A single image's early exit in one onnxruntime call: the joined graph answers as the segment chain does."""
 import logging
+import subprocess
+import sys
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from conftest import SHAPES_IMAGES, TINY_BUNDLE
+from conftest import ROOT, SHAPES_IMAGES, TINY_BUNDLE
 from edgekd.runtime import EarlyExitModel
 from edgekd.runtime.backends import onnxruntime_cpu
 from edgekd.runtime.evaluation import load_split
@@ -163,3 +165,15 @@ def test_each_exits_logits_have_one_reader_in_the_joined_graph():
         joined = single_call_graph(segments, "margin", temperatures, [3, 32, 32], 7, final_ensemble=True)
         readers = {k: sum(f"L{k}/segment/logits_{k}" in node.input for node in _nodes(joined.graph)) for k in range(1, 5)}
         assert readers == {1: 1, 2: 1, 3: 1, 4: 1}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_overhead_benchmark_times_one_call_with_the_final_exits_ensemble(precision):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "exit_overhead.py"), str(TINY_BUNDLE), "--precision", precision,
+                           "--final-ensemble", "--repeats", "3", "--rounds", "2"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr  # it stops where the segments could not be joined
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"tiny_bundle ({precision}, final exit: the ensemble): batch 1, 4 exits")
+    rows = [line.split(" | ") for line in lines[2:]]
+    assert [r[0] for r in rows] == ["1", "2", "median"] and all(len(r) == 11 for r in rows)
+    assert all(float(r[4].removesuffix(" us")) > 0 and r[9].endswith("x") for r in rows)
