@@ -13,8 +13,9 @@ Each exit's probabilities (softmax of its logits over its temperature) and its s
 `margin` or `entropy`, as `runtime.policies` defines them) are computed in the graph, so Python reads
 one answer per call. The thresholds are an input: recalibrating needs no new graph. With the final
 exit's ensemble (`runtime.trail`) the last level answers with the geometric ensemble of every exit's
-log-probabilities: each level computes its own, and the final level reads them from the levels around it. The early exits' options that
-look back along the chain (running ensemble, agreement, a learned gate) stay on the segment chain.
+log-probabilities: each level computes its own, and the final level reads them from the levels around
+it. The early exits' options that look back along the chain (running ensemble, agreement, a learned
+gate) stay on the segment chain.
 
 Outputs: `probs` (1, C), the exit taken's probabilities; `scores` (1, K), every exit's score up to the
 one taken and NaN after it; `exit`, the exit taken (1-based). The segments' own nodes and weights go
